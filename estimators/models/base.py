@@ -1,0 +1,77 @@
+"""What every model shares: the four-method interface of DESIGN §2 and input checking.
+
+A model is p(x) = \\int p(x | z) p(z) dz, exposed as
+    prior            -> p(z)                       (tfd.Distribution)
+    likelihood(z)    -> p(x | z), batched over z    (tfd.Distribution over x)
+    log_marginal(x)  -> log p(x), [N]               (NotImplementedError where none exists)
+    posterior(x)     -> p(z | x), batched over x    (NotImplementedError where none exists)
+plus ``sample`` / ``log_prob`` so a model can be used like a distribution over x.
+"""
+import numpy as np
+import tensorflow as tf
+
+from estimators import sampling
+
+
+class LatentVariableModel(tf.Module):
+    """Base class: subclasses set ``data_dim``, ``latent_dim``, ``dtype`` and the four methods."""
+
+    data_dim: int
+    latent_dim: int  # 0 for a discrete (component-index) latent
+    dtype: tf.DType
+    amortized_posterior = None  # set to an AmortizedPosterior where one was trained
+
+    @property
+    def prior(self):
+        raise NotImplementedError
+
+    def likelihood(self, z):
+        raise NotImplementedError
+
+    def log_marginal(self, x):
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form log p(x)")
+
+    def posterior(self, x):
+        raise NotImplementedError(f"{type(self).__name__} has no exact posterior p(z|x)")
+
+    @property
+    def has_exact_posterior(self):
+        return type(self).posterior is not LatentVariableModel.posterior
+
+    def log_prob(self, x):
+        return self.log_marginal(self.check_data(x))
+
+    def sample(self, num_points, seed=0):
+        """Draw x ~ p(x) by ancestral sampling: z ~ p(z), x ~ p(x | z). Returns [num_points, D]."""
+        seed = as_seed(seed)
+        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        z = sampling.sample(self.prior, [num_points], z_seed)
+        return sampling.sample(self.likelihood(z), [], x_seed)
+
+    def check_data(self, x):
+        """Return x as a [N, D] tensor of the model's dtype, or raise ValueError naming the problem."""
+        try:
+            arr = np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"x must be a numeric array of shape [N, {self.data_dim}]: {err}") from None
+        if arr.ndim != 2:
+            raise ValueError(f"x must have shape [N, D] = [N, {self.data_dim}]; got shape {arr.shape}")
+        if arr.shape[1] != self.data_dim:
+            raise ValueError(f"x has D = {arr.shape[1]} columns but the model expects D = {self.data_dim}")
+        if arr.shape[0] == 0:
+            raise ValueError("x is empty: it needs at least one data point (row)")
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            rows = np.unique(np.nonzero(bad)[0])
+            raise ValueError(f"x contains NaN or inf in {len(rows)} row(s), first at row {rows[0]}")
+        return tf.constant(arr, dtype=self.dtype)
+
+
+def as_seed(seed):
+    """An int or a [2] array -> a [2] int64 stateless seed."""
+    if isinstance(seed, (int, np.integer)):
+        return tf.constant([0, int(seed)], tf.int64)
+    seed = tf.convert_to_tensor(seed)
+    if seed.shape != (2,):
+        raise ValueError(f"seed must be an int or a shape-[2] integer array; got shape {seed.shape}")
+    return tf.cast(seed, tf.int64)
