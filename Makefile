@@ -1,0 +1,32 @@
+# Two commands do everything on a fresh machine:
+#   make run   - create/update .venv, install, run the default comparison into reports/default/
+#   make test  - create/update .venv, install, run the tests
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install bench-check clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Reinstall only when the dependency list changes (the package itself is installed editable).
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/estimators run --preset default --out reports/default
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench-check: install
+	$(BIN)/asv check --python=same
+
+clean:
+	rm -rf $(VENV) .asv .pytest_cache
