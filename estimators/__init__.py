@@ -3,11 +3,36 @@
     from estimators import LinearGaussian, estimate
     model = LinearGaussian(W, b, sigma=0.5)
     log_p_hat = estimate(model, x, "posterior_is", num_samples=1024, seed=0)
-"""
-from estimators.estimate import METHODS, estimate
-from estimators.models import (AmortizedPosterior, GaussianMixture, InfiniteMixture,
-                               LatentVariableModel, LinearGaussian)
-from estimators.nn import MLP
 
-__all__ = ["METHODS", "MLP", "AmortizedPosterior", "GaussianMixture", "InfiniteMixture",
-           "LatentVariableModel", "LinearGaussian", "estimate"]
+The public names below are imported lazily (PEP 562 ``__getattr__``): ``import estimators.summary``
+or ``estimators report`` must not pay for loading TensorFlow (DESIGN §8), and Python runs this
+file before any submodule. ``from estimators import estimate`` works as usual. (The estimator
+lives in ``estimators.estimator``: a submodule named ``estimate`` would shadow the function.)
+"""
+import importlib
+
+_EXPORTS = {
+    "METHODS": "estimators.estimator",
+    "estimate": "estimators.estimator",
+    "AmortizedPosterior": "estimators.models",
+    "GaussianMixture": "estimators.models",
+    "InfiniteMixture": "estimators.models",
+    "LatentVariableModel": "estimators.models",
+    "LinearGaussian": "estimators.models",
+    "MLP": "estimators.nn",
+    "reference_log_marginal": "estimators.reference",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'estimators' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -9,7 +9,7 @@ delta method on the weights: Var(log p^) ~= Var(w) / (M E[w]^2) ~= 1/ESS - 1/M (
 """
 import numpy as np
 
-from estimators.estimate import estimate
+from estimators.estimator import estimate
 
 REFERENCE_SAMPLES = 100_000
 

@@ -8,6 +8,7 @@ reparameterization:
     Normal / MVN:       z = loc + scale @ eps,           eps ~ N(0, I)
     Transformed:        z = bijector(z_base)
     Categorical:        k = argmax(logits + Gumbel),     Gumbel = -log(-log U)
+    Bernoulli:          x = [log U < log sigmoid(logits)]
 
 Any other TFP distribution falls back to its own stateless ``sample(seed=...)``: correct, slower.
 """
@@ -47,11 +48,21 @@ def sample(dist, sample_shape, seed):
     if isinstance(dist, tfd.Categorical):
         logits = dist.logits_parameter()
         shape = tf.concat([sample_shape, tf.shape(logits)], axis=0)
-        u = tf.random.stateless_uniform(
-            shape, seed=seed, minval=np.finfo(logits.dtype.as_numpy_dtype).tiny,
-            maxval=1.0, dtype=logits.dtype, alg=RNG_ALG)
+        u = _uniform(shape, seed, logits.dtype)
         gumbel = -tf.math.log(-tf.math.log(u))
         return tf.argmax(logits + gumbel, axis=-1, output_type=dist.dtype)
+    if isinstance(dist, tfd.Bernoulli):
+        logits = dist.logits_parameter()
+        u = _uniform(tf.concat([sample_shape, tf.shape(logits)], axis=0), seed, logits.dtype)
+        return tf.cast(tf.math.log(u) < tf.math.log_sigmoid(logits), dist.dtype)
     if type(dist) is tfd.TransformedDistribution:
         return dist.bijector.forward(sample(dist.distribution, sample_shape, seed))
-    return dist.sample(sample_shape, seed=seed)
+    # TFP's stateless samplers take int32 seeds.
+    return dist.sample(sample_shape, seed=tf.cast(seed, tf.int32))
+
+
+def _uniform(shape, seed, dtype):
+    """U(0, 1) excluding 0, so log(U) is finite."""
+    tiny = np.finfo(dtype.as_numpy_dtype).tiny
+    return tf.random.stateless_uniform(shape, seed=seed, minval=tiny, maxval=1.0, dtype=dtype,
+                                       alg=RNG_ALG)
