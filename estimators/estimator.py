@@ -180,7 +180,8 @@ def compiled_estimator(model, method, posterior, chunk_size, jit_compile=True):
         zeros = tf.zeros([n], dtype)
 
         def body(i, m1, s1, m2, s2, total):
-            lw = log_weights(x, q, tf.random.experimental.stateless_fold_in(seed, i), chunk_size)
+            chunk_seed = tf.random.experimental.stateless_fold_in(seed, i, alg=sampling.RNG_ALG)
+            lw = log_weights(x, q, chunk_seed, chunk_size)
             # The last chunk may overhang M: its extra samples get weight 0 (log w = -inf).
             valid = (i * chunk_size + tf.range(chunk_size)) < num_samples
             lw = tf.where(valid[:, None], lw, -np.inf)

@@ -44,7 +44,7 @@ class LatentVariableModel(tf.Module):
     def sample(self, num_points, seed=0):
         """Draw x ~ p(x) by ancestral sampling: z ~ p(z), x ~ p(x | z). Returns [num_points, D]."""
         seed = as_seed(seed)
-        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2, alg=sampling.RNG_ALG))
         z = sampling.sample(self.prior, [num_points], z_seed)
         return sampling.sample(self.likelihood(z), [], x_seed)
 
