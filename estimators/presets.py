@@ -1,0 +1,173 @@
+"""Named sweep configurations: what ``estimators run --preset NAME`` runs.
+
+A preset is a function ``quick -> Preset`` registered under a name:
+
+    @register("mine")
+    def mine(quick=False):
+        '''One line that ``estimators list`` shows.'''
+        model = ...                                    # import TensorFlow inside the function,
+        return Preset(models={"m": model},             # so `estimators list` stays instant
+                      data={"m": x}, methods=METHODS, num_samples=[1, 16, 256], repeats=32)
+
+``get_preset(name, quick=True)`` applies ``shrink`` to any preset (a smoke run of seconds), so a
+preset only needs to honour ``quick`` when even building it is slow (e.g. loading big data).
+"""
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+ALL_METHODS = ("naive_mc", "prior_is", "posterior_is", "elbo")  # = estimator.METHODS (tested)
+QUICK_REPEATS = 4
+QUICK_POINTS = 16
+QUICK_MAX_SAMPLES = 16
+
+
+@dataclass
+class Preset:
+    """A sweep's inputs: ``sweep(p.models, p.methods, p.num_samples, p.repeats, p.data)``."""
+    models: dict  # name -> model
+    data: dict  # name -> x [N, D] (numpy)
+    methods: tuple = ALL_METHODS
+    num_samples: list = field(default_factory=lambda: [4**k for k in range(7)])
+    repeats: int = 32
+    description: str = ""
+
+
+PRESETS = {}  # name -> function(quick: bool) -> Preset
+
+
+class UnknownNameError(ValueError):
+    """A preset, model or method name that does not exist."""
+
+
+def register(name):
+    """Decorator: make ``fn(quick=False) -> Preset`` available as preset ``name``."""
+    def decorate(fn):
+        PRESETS[name] = fn
+        return fn
+    return decorate
+
+
+def describe(name):
+    """The first line of the preset function's docstring."""
+    return (PRESETS[name].__doc__ or "").strip().splitlines()[0] if name in PRESETS else ""
+
+
+def get_preset(name, quick=False):
+    """Build preset ``name``; with ``quick``, shrunk to a smoke run (see ``shrink``)."""
+    if name not in PRESETS:
+        raise UnknownNameError(f"unknown preset {name!r}; choose from {', '.join(sorted(PRESETS))}")
+    preset = PRESETS[name](quick=quick)
+    if not preset.description:
+        preset = replace(preset, description=describe(name))
+    return shrink(preset) if quick else preset
+
+
+def shrink(preset):
+    """A smoke-run version: M <= 16 (at most three values), 4 repeats, 16 data points."""
+    small = [m for m in preset.num_samples if m <= QUICK_MAX_SAMPLES][:3] or preset.num_samples[:1]
+    return replace(preset, num_samples=small, repeats=min(preset.repeats, QUICK_REPEATS),
+                   data={k: np.asarray(x)[:QUICK_POINTS] for k, x in preset.data.items()})
+
+
+def select(preset, models=None, methods=None, num_samples=None, repeats=None):
+    """Restrict or override parts of a preset; unknown model or method names raise."""
+    if models:
+        unknown = [m for m in models if m not in preset.models]
+        if unknown:
+            raise UnknownNameError(f"unknown model(s) {', '.join(unknown)}; this preset has "
+                                   f"{', '.join(preset.models)}")
+        preset = replace(preset, models={m: preset.models[m] for m in models},
+                         data={m: preset.data[m] for m in models})
+    if methods:
+        unknown = [m for m in methods if m not in ALL_METHODS]
+        if unknown:
+            raise UnknownNameError(f"unknown method(s) {', '.join(unknown)}; choose from "
+                                   f"{', '.join(ALL_METHODS)}")
+        preset = replace(preset, methods=tuple(methods))
+    if num_samples:
+        preset = replace(preset, num_samples=list(num_samples))
+    if repeats:
+        preset = replace(preset, repeats=int(repeats))
+    return preset
+
+
+# --------------------------------------------------------------------------- presets
+
+@register("default")
+def default(quick=False):
+    """2-D GMM, linear-Gaussian (D=16, d=4), nonlinear 2-D-latent infinite mixture (D=12); all methods, M = 1..16384."""
+    models = {"gmm": gaussian_mixture_2d(), "linear_gaussian": linear_gaussian(16, 4),
+              "infinite_mixture": nonlinear_infinite_mixture(data_dim=12)}
+    # Data drawn from each model with a fixed seed; truths are exact (GMM, linear-Gaussian) or
+    # grid quadrature (the 2-D-latent infinite mixture).
+    data = {name: model.sample(64, seed=2024).numpy() for name, model in models.items()}
+    return Preset(models=models, data=data, num_samples=[4**k for k in range(8)], repeats=32)
+
+
+def gaussian_mixture_2d():
+    """Four well-separated 2-D Gaussians on the corners of a square, unequal weights."""
+    from estimators.models import GaussianMixture
+    return GaussianMixture(weights=[0.4, 0.3, 0.2, 0.1],
+                           locs=[[-3.0, -3.0], [3.0, -3.0], [-3.0, 3.0], [3.0, 3.0]],
+                           scales=[[0.8, 0.8], [0.6, 1.0], [1.0, 0.6], [0.7, 0.7]])
+
+
+def linear_gaussian(data_dim, latent_dim, sigma=1.0, seed=0):
+    """p(x|z) = N(W z + b, sigma^2 I) with W, b ~ N(0, 1): posterior sd ~ 1/sqrt(1 + D/sigma^2)."""
+    from estimators.models import LinearGaussian
+    rng = np.random.default_rng(seed)
+    return LinearGaussian(rng.normal(size=(data_dim, latent_dim)), rng.normal(size=data_dim), sigma)
+
+
+def nonlinear_infinite_mixture(data_dim=12, scale=0.25, seed=1):
+    """A 2-D latent through a fixed random tanh MLP [2, 32, 32, D]; Gaussian noise ``scale``.
+
+    The noise is well below the decoder's output spread, so p(z|x) is several times narrower
+    than the prior (and curved): naive MC is hard, a Gaussian proposal is good but not exact.
+    Its ``amortized_posterior`` is a ``regression_posterior`` (posterior_is and elbo use it).
+    """
+    from estimators.models import InfiniteMixture
+    from estimators.nn import MLP
+    decoder = MLP([2, 32, 32, data_dim], activation="tanh", seed=seed)
+    decoder.weights[0].assign(decoder.weights[0] * 2.0)  # a more curved decoder
+    model = InfiniteMixture(decoder, latent_dim=2, scale=scale)
+    model.amortized_posterior = regression_posterior(model, seed=seed)
+    return model
+
+
+def regression_posterior(model, num_pairs=20_000, hidden=256, ridge=1e-3, inflate=1.2, seed=0):
+    """An amortized Gaussian q(z|x) fitted in closed form, without gradient training.
+
+    Draw (z, x) ~ p(z) p(x|z); regress z on random tanh features h(x) = tanh(x A + c) by ridge
+    least squares. The fit approximates the posterior mean E[z|x] (the minimiser of
+    E||z - f(x)||^2); the residual standard deviation, times ``inflate``, becomes a fixed per-dim
+    scale: the average posterior spread plus the fit's error, i.e. a proposal a little wider than
+    p(z|x), which is what importance sampling wants. Returned as an ``AmortizedPosterior`` over an
+    ``MLP([D, hidden, 2d])`` whose output is (loc, softplus^-1(scale)).
+    """
+    import tensorflow as tf
+
+    from estimators.models import AmortizedPosterior
+    from estimators.nn import MLP
+    from estimators.sampling import sample
+    rng = np.random.default_rng(seed)
+    d, D = model.latent_dim, model.data_dim
+    z = rng.normal(size=(num_pairs, d))
+    x = sample(model.likelihood(tf.constant(z, model.dtype)), [],
+               tf.constant([seed, 1], tf.int64)).numpy().astype(np.float64)
+    mean, sd = x.mean(axis=0), x.std(axis=0) + 1e-8
+    proj = rng.normal(size=(D, hidden)) / np.sqrt(D)  # on standardised x: pre-activations ~ N(0, 1)
+    w1 = proj / sd[:, None]
+    b1 = rng.uniform(-1.0, 1.0, size=hidden) - (mean / sd) @ proj
+    features = np.tanh(x @ w1 + b1)
+    design = np.hstack([features, np.ones((num_pairs, 1))])
+    coef = np.linalg.solve(design.T @ design + ridge * num_pairs * np.eye(hidden + 1), design.T @ z)
+    scale = inflate * (z - design @ coef).std(axis=0)
+    encoder = MLP([D, hidden, 2 * d], activation="tanh", seed=seed, dtype=model.dtype)
+    cast = model.dtype.as_numpy_dtype
+    encoder.weights[0].assign(w1.astype(cast))
+    encoder.biases[0].assign(b1.astype(cast))
+    encoder.weights[1].assign(np.hstack([coef[:-1], np.zeros((hidden, d))]).astype(cast))
+    encoder.biases[1].assign(np.concatenate([coef[-1], np.log(np.expm1(scale))]).astype(cast))
+    return AmortizedPosterior(encoder)

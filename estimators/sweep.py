@@ -1,0 +1,438 @@
+"""The sweep: every (model, method, M) cell, repeated, timed and scored against the truth.
+
+    sweep(models, methods, num_samples, repeats, data, seed=0, out=None) -> tidy DataFrame
+
+One row per (model, method, M, repeat, point) with the columns of DESIGN §4 (``results.COLUMNS``).
+
+Repeats. Each data point already gets its own independent samples inside ``estimate``, so running
+``estimate`` once on x tiled b times ([b·N, D]) yields b independent repeats in one call: far
+faster than b calls at small M, where fixed per-call overhead dominates. The R repeats of a cell
+run as R/b such calls (b = ``repeats_per_call``: all R when rows × chunk fits ``ROW_CHUNK_BUDGET``).
+Every cell draws from its own stateless seed, folded from the sweep's ``seed`` and the cell's
+names (so a cell's numbers do not depend on which other cells run, or in what order); the calls of
+a cell use seeds split from it (``tf.random.experimental.stateless_split``).
+
+Timing. ``seconds`` of a repeat = wall time of the call that produced it / b: the amortised cost
+of one repeat (N points × M samples). Each timed call materialises its result (``.numpy()``), so a
+GPU's asynchronous work is finished inside the timed region. Compilation is excluded: before the
+first call of each compiled shape (model, method, chunk size, rows) one warm-up call of a single
+chunk runs untimed; its wall time is recorded as that cell's ``compile_seconds`` (0 for cells that
+reuse a compiled function) in ``df.attrs["compile"]``.
+
+Chunks. ``estimate`` draws samples in chunks; a chunk larger than M wastes work (the overhang is
+masked), so each cell uses chunk = min(M, ``max_chunk``): cells with M >= max_chunk share one
+compiled function, smaller M each compile their own (cheap in graph mode).
+
+Nothing lost. With ``out=``, each finished cell is written at once to ``out/cells/`` (atomically)
+and the truths to ``out/truths/``; a rerun with the same ``out`` loads those and computes only the
+missing cells, so it ends with the same table as an uninterrupted run. A file written under a
+different configuration (seed, repeats, data, model parameters, compilation mode, chunking)
+raises ``ResultsError`` naming the difference; nothing is overwritten.
+"""
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from estimators.estimator import METHODS, default_prior_proposal, estimate
+from estimators.models.base import as_seed
+from estimators.reference import reference_log_marginal
+from estimators.results import (RESULTS_FILE, ResultsError, read_table, save_results, tidy,
+                                write_table)
+
+CELLS_DIR = "cells"
+TRUTHS_DIR = "truths"
+ROW_CHUNK_BUDGET = 2**20  # rows × chunk size of one call: bounds the memory of a chunk
+RESULTS_VERSION = 1  # bump when the meaning of stored numbers changes
+PACKAGES = ("estimators", "tensorflow", "tensorflow-probability", "numpy", "scipy", "pandas",
+            "pyarrow", "matplotlib", "seaborn")
+RECORDED_ENV_VARS = ("TF_ENABLE_ONEDNN_OPTS", "TF_XLA_FLAGS", "CUDA_VISIBLE_DEVICES",
+                     "OMP_NUM_THREADS", "OPENBLAS_CORETYPE")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, progress=True,
+          jit_compile="auto", max_chunk=256, metadata=None):
+    """Run every (model, method, M) cell ``repeats`` times; return the tidy table of DESIGN §4.
+
+    models: {name: model}; data: {name: x [N, D]} (a key per model); methods: names of
+    ``METHODS``; num_samples: the M values; seed: int. ``jit_compile``: True (XLA), False (graph)
+    or "auto" (XLA on GPU, graph on CPU, where it compiles ~10x faster and ran these small models
+    faster; see PERFORMANCE.md). ``out``: folder for incremental, resumable results (see module
+    docstring); the final table is also saved as ``out/results.parquet``. ``metadata``: extra
+    JSON-able entries for ``df.attrs["config"]`` (e.g. the preset's name).
+
+    The returned frame's ``attrs`` hold "config", "environment" and "compile" (one record per
+    cell: compile_seconds, chunk_size, repeats_per_call).
+    """
+    methods, num_samples, repeats = _check_arguments(models, methods, num_samples, repeats, data)
+    jit_compile = resolve_jit_compile(jit_compile)
+    out = None if out is None else Path(out)
+    truths_dir = None if out is None else out / TRUTHS_DIR
+    states = {name: _ModelState(name, model, data[name], truths_dir)
+              for name, model in models.items()}
+    cells = [_Cell(states[m], method, M, repeats, int(seed), jit_compile, int(max_chunk))
+             for m in models for method in methods for M in num_samples]
+    if out is not None:
+        _check_existing_results(out, cells)
+
+    frames, compile_records, warmed = [], [], set()
+    with _progress_bar(cells, enabled=progress) as bar:
+        for cell in cells:
+            bar.start(cell)
+            frame, record = _load_cell(out, cell) if out is not None else (None, None)
+            if frame is None:
+                frame, record = _compute_cell(cell, warmed)
+                if out is not None:
+                    write_table(frame, out / CELLS_DIR / cell.filename, record)
+            frames.append(frame)
+            compile_records.append(record)
+            bar.done(cell)
+
+    df = tidy(pd.concat(frames, ignore_index=True))
+    df.attrs = {
+        "config": _run_config(cells, models, methods, num_samples, repeats, seed, jit_compile,
+                              max_chunk, metadata),
+        "environment": environment_info(jit_compile),
+        "compile": [{k: r[k] for k in ("model", "method", "num_samples", "compile_seconds",
+                                       "chunk_size", "repeats_per_call")}
+                    for r in compile_records],
+    }
+    if out is not None:
+        save_results(df, out)
+    return df
+
+
+# --------------------------------------------------------------------------- arguments & config
+
+def _check_arguments(models, methods, num_samples, repeats, data):
+    """Validated (methods, sorted unique M list, repeats); ValueError naming the problem."""
+    if not models:
+        raise ValueError("models is empty: pass {name: model}")
+    for name in models:
+        if not _NAME.match(str(name)):
+            raise ValueError(f"model name {name!r} may use only letters, digits, '_', '.' and '-'")
+        if name not in data:
+            raise ValueError(f"data has no entry for model {name!r}")
+    methods = list(methods)
+    if not methods:
+        raise ValueError("methods is empty")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"methods has duplicates: {methods}")
+    num_samples = sorted({int(m) for m in num_samples})
+    if not num_samples or num_samples[0] < 1:
+        raise ValueError(f"num_samples must be positive integers; got {num_samples}")
+    if isinstance(repeats, bool) or int(repeats) != repeats or repeats < 2:
+        raise ValueError(f"repeats must be an integer >= 2 (variance needs two); got {repeats!r}")
+    return methods, num_samples, int(repeats)
+
+
+def resolve_jit_compile(jit_compile):
+    """True/False as given; "auto" -> XLA when a GPU is visible, TensorFlow graph mode on CPU."""
+    if jit_compile == "auto":
+        return bool(tf.config.list_physical_devices("GPU"))
+    if not isinstance(jit_compile, bool):
+        raise ValueError(f"jit_compile must be True, False or 'auto'; got {jit_compile!r}")
+    return jit_compile
+
+
+def _run_config(cells, models, methods, num_samples, repeats, seed, jit_compile, max_chunk,
+                metadata):
+    config = {
+        "models": list(models), "methods": list(methods), "num_samples": list(num_samples),
+        "repeats": repeats, "seed": int(seed), "jit_compile": jit_compile, "max_chunk": max_chunk,
+        "num_points": {c.state.name: c.state.num_points for c in cells},
+        "cell_fingerprints": {c.cell_id: c.fingerprint for c in cells},
+        "results_version": RESULTS_VERSION,
+    }
+    config.update(metadata or {})
+    return config
+
+
+def _check_existing_results(out, cells):
+    """Refuse to run into a folder whose results.parquet came from a different configuration."""
+    path = out / RESULTS_FILE
+    if not path.exists():
+        return
+    stored = read_table(path).attrs.get("config", {}).get("cell_fingerprints", {})
+    clashes = [c.cell_id for c in cells if c.cell_id in stored and stored[c.cell_id] != c.fingerprint]
+    if clashes:
+        raise ResultsError(
+            f"{path} holds results of a different configuration (seed, repeats, data, model "
+            f"parameters, compilation mode or chunking differ) for {len(clashes)} cell(s), e.g. "
+            f"{clashes[0]}; use another output folder or delete {out}")
+
+
+# --------------------------------------------------------------------------- models and cells
+
+class _ModelState:
+    """A model with its data, fingerprint and (computed once, lazily) truths and proposals."""
+
+    def __init__(self, name, model, x, truths_dir=None):
+        self.name, self.model, self.truths_dir = name, model, truths_dir
+        self.x = model.check_data(x)
+        self.num_points = int(self.x.shape[0])
+        self.fingerprint = model_fingerprint(model, self.x)
+        self._truth = None
+        self._prior_proposal = None
+        self._tiled = {}
+
+    def truth(self):
+        """(log p(x) [N], standard error [N]) from ``reference_log_marginal``, cached on disk."""
+        if self._truth is None:
+            path = None if self.truths_dir is None else self.truths_dir / f"{self.name}.parquet"
+            if path is not None and path.exists():
+                stored = read_table(path)
+                if stored.attrs.get("fingerprint") != self.fingerprint:
+                    raise ResultsError(f"{path} holds the truth of a different model or data set; "
+                                       "use another output folder or delete it")
+                self._truth = (stored["truth"].to_numpy(), stored["truth_se"].to_numpy())
+            else:
+                self._truth = reference_log_marginal(self.model, self.x)
+                if path is not None:
+                    write_table(pd.DataFrame({"truth": self._truth[0], "truth_se": self._truth[1]}),
+                                path, {"fingerprint": self.fingerprint, "model": self.name})
+        return self._truth
+
+    def prior_proposal(self, seed):
+        """prior_is's fixed q(z): moment-matched to the aggregate posterior of the *untiled* data."""
+        if self._prior_proposal is None:
+            self._prior_proposal = default_prior_proposal(self.model, self.x, seed)
+        return self._prior_proposal
+
+    def tiled(self, copies):
+        """x repeated ``copies`` times along the rows: row r·N + n is point n of repeat r."""
+        if copies not in self._tiled:
+            self._tiled[copies] = tf.tile(self.x, [copies, 1])
+        return self._tiled[copies]
+
+
+@dataclass
+class _Cell:
+    state: _ModelState
+    method: str
+    num_samples: int
+    repeats: int
+    seed: int
+    jit_compile: bool
+    max_chunk: int
+    chunk_size: int = field(init=False)
+    repeats_per_call: int = field(init=False)
+
+    def __post_init__(self):
+        self.chunk_size = min(self.num_samples, self.max_chunk)
+        max_copies = max(1, ROW_CHUNK_BUDGET // (self.chunk_size * self.state.num_points))
+        # The largest divisor of R that fits: every call has the same shape (one compilation).
+        self.repeats_per_call = max(b for b in range(1, self.repeats + 1)
+                                    if self.repeats % b == 0 and b <= max_copies)
+
+    @property
+    def cell_id(self):
+        return f"{self.state.name}/{self.method}/{self.num_samples}"
+
+    @property
+    def filename(self):
+        return f"{self.state.name}__{self.method}__M{self.num_samples}.parquet"
+
+    @property
+    def settings(self):
+        """Everything that determines this cell's numbers (its stored fingerprint's inputs)."""
+        return {"model": self.state.name, "model_fingerprint": self.state.fingerprint,
+                "method": self.method, "num_samples": self.num_samples, "repeats": self.repeats,
+                "seed": self.seed, "jit_compile": self.jit_compile, "chunk_size": self.chunk_size,
+                "repeats_per_call": self.repeats_per_call, "results_version": RESULTS_VERSION}
+
+    @property
+    def fingerprint(self):
+        return _sha256(json.dumps(self.settings, sort_keys=True).encode())
+
+    def stream_seeds(self):
+        """One stateless seed per call: split from the cell seed folded from (seed, names)."""
+        seed = as_seed(self.seed)
+        for part in (self.state.name, self.method, str(self.num_samples)):
+            seed = tf.random.experimental.stateless_fold_in(seed, zlib.crc32(part.encode()) >> 1)
+        num_calls = self.repeats // self.repeats_per_call
+        return tf.unstack(tf.random.experimental.stateless_split(seed, num_calls))
+
+
+def _compute_cell(cell, warmed):
+    """Run a cell: warm up if its compiled shape is new, then time each call of b repeats."""
+    state, b = cell.state, cell.repeats_per_call
+    x = state.tiled(b)
+    proposal = state.prior_proposal(cell.seed) if cell.method == "prior_is" else None
+    truth, truth_se = state.truth()
+
+    def call(num_samples, seed):
+        log_p, diag = estimate(state.model, x, cell.method, num_samples, seed=seed,
+                               proposal=proposal, chunk_size=cell.chunk_size,
+                               jit_compile=cell.jit_compile, return_diagnostics=True)
+        return log_p.numpy(), diag["ess"].numpy()  # materialised: the work is finished
+
+    compile_seconds = 0.0
+    shape_key = (state.name, cell.method, cell.chunk_size, int(x.shape[0]), cell.jit_compile)
+    if shape_key not in warmed:
+        start = time.perf_counter()
+        call(cell.chunk_size, 0)  # one chunk: compiles the function every M of this chunk uses
+        compile_seconds = time.perf_counter() - start
+        warmed.add(shape_key)
+
+    rows = []
+    for call_index, seed in enumerate(cell.stream_seeds()):
+        start = time.perf_counter()
+        log_p, ess = call(cell.num_samples, seed)
+        seconds = (time.perf_counter() - start) / b
+        n = state.num_points
+        rows.append(pd.DataFrame({
+            "model": state.name, "method": cell.method, "num_samples": cell.num_samples,
+            "repeat": np.repeat(np.arange(call_index * b, (call_index + 1) * b), n),
+            "point": np.tile(np.arange(n), b),
+            "estimate": log_p.astype(np.float64), "truth": np.tile(truth, b),
+            "truth_se": np.tile(truth_se, b), "ess": ess.astype(np.float64), "seconds": seconds}))
+    record = {"model": state.name, "method": cell.method, "num_samples": cell.num_samples,
+              "compile_seconds": compile_seconds, "chunk_size": cell.chunk_size,
+              "repeats_per_call": b, "fingerprint": cell.fingerprint, "settings": cell.settings}
+    return tidy(pd.concat(rows, ignore_index=True)), record
+
+
+def _load_cell(out, cell):
+    """A finished cell from ``out/cells`` (frame, record), or (None, None) when it is missing."""
+    path = out / CELLS_DIR / cell.filename
+    if not path.exists():
+        return None, None
+    frame = read_table(path)
+    record = frame.attrs
+    if record.get("fingerprint") != cell.fingerprint:
+        stored = record.get("settings", {})
+        differ = sorted(k for k in cell.settings if stored.get(k) != cell.settings[k])
+        raise ResultsError(f"{path} was computed with a different configuration "
+                           f"({', '.join(differ) or 'unknown'} differ); use another output "
+                           "folder or delete the file")
+    return tidy(frame), record
+
+
+def model_fingerprint(model, x):
+    """sha256 of the model's class, settings and every tensor it holds, and of the data x."""
+    digest = hashlib.sha256(type(model).__qualname__.encode())
+    for key, value in sorted(vars(model).items()):
+        if not key.startswith("_") and isinstance(value, (str, int, float, bool)):
+            digest.update(f"{key}={value!r};".encode())
+    leaves = model._flatten(predicate=lambda v: isinstance(v, (tf.Tensor, tf.Variable)),
+                            with_path=True)
+    for path, value in sorted(leaves, key=lambda leaf: str(leaf[0])):
+        if str(path[0]).startswith("_compiled"):
+            continue
+        digest.update(str(path).encode())
+        digest.update(np.ascontiguousarray(value.numpy()).tobytes())
+    digest.update(np.ascontiguousarray(x.numpy()).tobytes())
+    return digest.hexdigest()
+
+
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------- environment
+
+def environment_info(jit_compile):
+    """Where and with what the numbers were made: versions, device, XLA flag, git commit."""
+    gpus = tf.config.list_physical_devices("GPU")
+    return {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "gpus": [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+                 for g in gpus],
+        "device": "GPU" if gpus else "CPU",
+        "xla": bool(jit_compile),
+        "packages": {name: _version(name) for name in PACKAGES},
+        "git_commit": _git_commit(),
+        "env": {k: os.environ[k] for k in RECORDED_ENV_VARS if k in os.environ},
+        "argv": sys.argv,
+    }
+
+
+def _version(package):
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_name():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit():
+    """``git describe --always --dirty`` of the source tree, or None outside a checkout."""
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"],
+                              cwd=Path(__file__).resolve().parent, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# --------------------------------------------------------------------------- progress
+
+class _progress_bar:
+    """A rich progress bar over cells, advanced by each cell's expected work (M + overhead)."""
+
+    OVERHEAD = 64  # a cell's fixed cost, in units of one sample per row
+
+    def __init__(self, cells, enabled):
+        self.enabled, self.cells = enabled, cells
+        self.count = 0
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import (BarColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                     TimeElapsedColumn(), TextColumn("eta"),
+                                     TimeRemainingColumn())
+            self.progress.__enter__()
+            total = sum(self._work(c) for c in self.cells)
+            self.task = self.progress.add_task("sweep", total=total)
+        return self
+
+    def _work(self, cell):
+        return (cell.num_samples + self.OVERHEAD) * cell.state.num_points * cell.repeats
+
+    def start(self, cell):
+        if self.enabled:
+            self.progress.update(self.task, description=f"[{self.count + 1}/{len(self.cells)}] "
+                                                        f"{cell.cell_id:<32}")
+
+    def done(self, cell):
+        self.count += 1
+        if self.enabled:
+            self.progress.advance(self.task, self._work(cell))
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.progress.__exit__(*exc)
+        return False
