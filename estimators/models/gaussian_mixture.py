@@ -47,8 +47,13 @@ class GaussianMixture(LatentVariableModel):
         # [N, K]: log w_k + log N(x_n; mu_k, s_k)
         return tf.math.log(self.weights) + self._components().log_prob(x[:, None, :])
 
+    @property
+    def marginal(self):
+        """p(x) itself, as a TFP distribution."""
+        return tfd.MixtureSameFamily(tfd.Categorical(probs=self.weights), self._components())
+
     def log_marginal(self, x):
-        return tf.reduce_logsumexp(self._log_joint_all(tf.convert_to_tensor(x, self.dtype)), axis=-1)
+        return self.marginal.log_prob(tf.convert_to_tensor(x, self.dtype))
 
     def posterior(self, x):
         return tfd.Categorical(logits=self._log_joint_all(tf.convert_to_tensor(x, self.dtype)),
