@@ -75,8 +75,9 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
     docstring); the final table is also saved as ``out/results.parquet``. ``metadata``: extra
     JSON-able entries for ``df.attrs["config"]`` (e.g. the preset's name).
 
-    The returned frame's ``attrs`` hold "config", "environment" and "compile" (one record per
-    cell: compile_seconds, chunk_size, repeats_per_call).
+    The returned frame's ``attrs`` hold "config", "environment", "compile" (one record per
+    cell: compile_seconds, chunk_size, repeats_per_call) and "run" (wall time, cells computed
+    and cells loaded from ``out``).
     """
     methods, num_samples, repeats = _check_arguments(models, methods, num_samples, repeats, data)
     jit_compile = resolve_jit_compile(jit_compile)
@@ -89,11 +90,13 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
     if out is not None:
         _check_existing_results(out, cells)
 
-    frames, compile_records, warmed = [], [], set()
+    frames, compile_records, warmed, loaded = [], [], set(), 0
+    started = time.perf_counter()
     with _progress_bar(cells, enabled=progress) as bar:
         for cell in cells:
             bar.start(cell)
             frame, record = _load_cell(out, cell) if out is not None else (None, None)
+            loaded += frame is not None
             if frame is None:
                 frame, record = _compute_cell(cell, warmed)
                 if out is not None:
@@ -110,6 +113,8 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
         "compile": [{k: r[k] for k in ("model", "method", "num_samples", "compile_seconds",
                                        "chunk_size", "repeats_per_call")}
                     for r in compile_records],
+        "run": {"wall_seconds": time.perf_counter() - started, "loaded_cells": loaded,
+                "computed_cells": len(cells) - loaded},
     }
     if out is not None:
         save_results(df, out)

@@ -1,0 +1,207 @@
+"""The ``estimators`` command line: a thin face over sweep -> summary -> report (DESIGN §6).
+
+    estimators run [--preset default] [--quick] [--models a,b] [--methods m1,m2]
+                   [--num-samples 1,4,16] [--repeats R] [--seed S] [--out reports/NAME] [--quiet]
+    estimators report RESULTS_DIR
+    estimators compare OLD_DIR NEW_DIR [--metric rmse] [--threshold 1.5] [--fail-on-regression]
+    estimators list
+
+TensorFlow is imported only inside ``run`` (and ``train``), so ``report``, ``compare``, ``list``
+and ``--help`` start without it. Bad names or arguments: one line on stderr and exit code 2;
+unreadable or mismatched results: exit code 1.
+"""
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from estimators import presets
+from estimators.results import ResultsError, load_results
+
+app = typer.Typer(help="Bias, variance and speed of Monte Carlo estimators of log p(x).",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console()
+errors = Console(stderr=True)
+
+METHOD_HELP = {
+    "naive_mc": "proposal = the prior p(z)",
+    "prior_is": "a fixed q(z), moment-matched to the aggregate posterior (ignores x)",
+    "posterior_is": "q = p(z|x) where exact, else the amortized q_phi(z|x)",
+    "elbo": "mean log weight under the posterior_is proposal: a lower bound",
+}
+USAGE_ERROR, RESULTS_ERROR = 2, 1
+
+
+def _fail(message, code):
+    errors.print(f"error: {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _names(value):
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _integers(value):
+    try:
+        return [int(v) for v in _names(value)] if value else None
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+
+
+@app.command()
+def run(
+    preset: str = typer.Option("default", help="preset name (see `estimators list`)"),
+    quick: bool = typer.Option(False, help="shrink the preset to a smoke run of seconds"),
+    models: Optional[str] = typer.Option(None, help="comma-separated subset of the preset's models"),
+    methods: Optional[str] = typer.Option(None, help="comma-separated methods (default: the preset's)"),
+    num_samples: Optional[str] = typer.Option(None, help="comma-separated M values, e.g. 1,4,16"),
+    repeats: Optional[int] = typer.Option(None, min=2, help="repeats per cell (default: the preset's)"),
+    seed: int = typer.Option(0, help="the sweep's seed; every cell's stream is split from it"),
+    out: Optional[Path] = typer.Option(None, help="output folder [default: reports/PRESET]"),
+    quiet: bool = typer.Option(False, help="no progress bar"),
+    xla: Optional[bool] = typer.Option(None, "--xla/--no-xla",
+                                       help="XLA or graph mode [default: XLA on GPU, graph on CPU]"),
+):
+    """Sweep a preset's models x methods x M, then write the report. Rerun to resume."""
+    method_list, sample_list = _names(methods), _integers(num_samples)
+    if preset not in presets.PRESETS:
+        _fail(f"unknown preset {preset!r}; choose from {', '.join(sorted(presets.PRESETS))}",
+              USAGE_ERROR)
+    unknown = [m for m in method_list or [] if m not in presets.ALL_METHODS]
+    if unknown:
+        _fail(f"unknown method(s) {', '.join(unknown)}; choose from "
+              f"{', '.join(presets.ALL_METHODS)}", USAGE_ERROR)
+    out = out or Path("reports") / (f"{preset}-quick" if quick else preset)
+    started = time.perf_counter()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    from estimators.report import write_report
+    from estimators.sweep import sweep
+    try:
+        chosen = presets.select(presets.get_preset(preset, quick=quick), models=_names(models),
+                                methods=method_list, num_samples=sample_list, repeats=repeats)
+        df = sweep(chosen.models, chosen.methods, chosen.num_samples, chosen.repeats,
+                   chosen.data, seed, out=out, progress=not quiet,
+                   jit_compile="auto" if xla is None else xla,
+                   metadata={"preset": preset, "quick": quick})
+    except presets.UnknownNameError as err:
+        _fail(str(err), USAGE_ERROR)
+    except ResultsError as err:
+        _fail(str(err), RESULTS_ERROR)
+    except ValueError as err:
+        _fail(str(err), USAGE_ERROR)
+    except KeyboardInterrupt:
+        _fail(f"interrupted; finished cells are saved in {out}/cells: rerun the same command to "
+              "resume", 130)
+    summary = _write_report(df, out, write_report)
+    _print_findings(summary)
+    console.print(f"report: {out / 'report.html'}  ({time.perf_counter() - started:.1f} s in all)")
+
+
+@app.command()
+def report(results_dir: Path = typer.Argument(..., help="a folder holding results.parquet")):
+    """Re-render summary.csv, the figures and report.md/html from saved results."""
+    from estimators.report import write_report
+    summary = _write_report(_load(results_dir), results_dir, write_report)
+    _print_findings(summary)
+    console.print(f"report: {results_dir / 'report.html'}")
+
+
+@app.command()
+def compare(
+    old_dir: Path = typer.Argument(..., help="baseline results folder"),
+    new_dir: Path = typer.Argument(..., help="results folder to check"),
+    metric: str = typer.Option("rmse", help="abs_bias | variance | rmse | seconds"),
+    threshold: float = typer.Option(1.5, help="a regression: new/old above this (geometric mean "
+                                              "over M per model x method)"),
+    atol: float = typer.Option(1e-6, help="ignore cells where both runs are below this"),
+    fail_on_regression: bool = typer.Option(False, help="exit 1 when the metric regresses"),
+):
+    """Side-by-side bias, variance and time of two runs, with new/old ratios."""
+    from estimators.summary import METRICS, compare as compare_summaries, summarize
+    if metric not in METRICS:
+        _fail(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}", USAGE_ERROR)
+    old, new = summarize(_load(old_dir)), summarize(_load(new_dir))
+    try:
+        table, regressions = compare_summaries(old, new, metric, threshold, atol)
+    except ValueError as err:
+        _fail(str(err), USAGE_ERROR)
+    shown = Table("model", "method", "M", "|bias| old", "new", "ratio", "variance old", "new",
+                  "ratio", "seconds old", "new", "ratio", title=f"{old_dir} → {new_dir}")
+    for row in table.itertuples():
+        shown.add_row(row.model, row.method, str(row.num_samples),
+                      *(f"{getattr(row, f'{c}_{s}'):.3g}" for c in ("abs_bias", "variance", "seconds")
+                        for s in ("old", "new", "ratio")))
+    console.print(shown)
+    if regressions.empty:
+        console.print(f"no regression in {metric} (threshold {threshold}x)")
+        return
+    for row in regressions.itertuples():
+        console.print(f"[red]REGRESSION[/red] {row.model}/{row.method}: {metric} x{row.ratio:.3g} "
+                      f"(threshold {threshold}x)")
+    if fail_on_regression:
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def list_():
+    """Presets, methods and (for a preset) its models."""
+    table = Table("preset", "description", title="presets (estimators run --preset NAME)")
+    for name in sorted(presets.PRESETS):
+        table.add_row(name, presets.describe(name))
+    console.print(table)
+    table = Table("method", "proposal", title="methods (--methods a,b)")
+    for name in presets.ALL_METHODS:
+        table.add_row(name, METHOD_HELP[name])
+    console.print(table)
+
+
+# --------------------------------------------------------------------------- train
+# `estimators train ...` (fit decoders and encoders, save them for reuse; DESIGN §6) belongs
+# here. It lives in estimators/train.py; register it like the commands above, importing
+# TensorFlow inside the function body so the other commands stay fast:
+#
+#     @app.command()
+#     def train(...):
+#         """Fit a model's decoder and encoder and save them to the zoo."""
+#         from estimators.train import ...
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _load(folder):
+    try:
+        return load_results(folder)
+    except ResultsError as err:
+        _fail(str(err), RESULTS_ERROR)
+
+
+def _write_report(df, folder, write_report):
+    from estimators.summary import summarize
+    summary = summarize(df)
+    write_report(df, folder, summary=summary)
+    return summary
+
+
+def _print_findings(summary):
+    """The verdicts and slopes, for the terminal."""
+    from estimators.summary import fit_slopes, verdicts
+    for model, text in verdicts(summary).items():
+        console.print(f"[bold]{model}[/bold]: {text}", highlight=False)
+    table = Table("model", "method", "variance slope", "|bias| slope", "note",
+                  title="log-log slopes against M (upper half of the M range)")
+    for row in fit_slopes(summary).itertuples():
+        table.add_row(row.model, row.method, f"{row.variance_slope:.2f}",
+                      f"{row.bias_slope:.2f}", row.note)
+    console.print(table)
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""From the tidy results table to numbers a person reads: bias, variance, cost, slopes, verdicts.
+
+Pure pandas/numpy (no TensorFlow, DESIGN §8). For one cell (model, method, M) with data points
+n = 1..N and repeats r = 1..R, let e_nr = estimate_nr - truth_n. Then
+
+    bias      = mean_{n,r} e_nr                          (mean error, nats)
+    variance  = mean_n  var_r(e_nr)   (ddof = 1)         (spread across repeats, averaged over points)
+    rmse      = sqrt(mean_{n,r} e_nr^2)                  (includes the bias)
+    seconds   = mean wall time of one repeat (N points x M samples); samples_per_second = N M / seconds
+
+95% confidence intervals come from a bootstrap stratified by point: each replicate resamples the
+R repeats of every point with replacement (the points are fixed; the Monte Carlo noise is what
+varies). When the truth is itself an estimate (truth_se > 0), the bias's replicates also get its
+error, drawn as N(0, sqrt(sum_n truth_se_n^2) / N).
+
+Slopes: per (model, method), least squares of log variance and log |bias| on log M over the
+upper half of the M range (M >= sqrt(M_min M_max)), where importance sampling is asymptotic:
+variance ~ Var(w) / (M p(x)^2) and bias ~ -variance / 2, so both slopes should be near -1.
+|bias| is fitted only on cells whose CI excludes 0 (an unresolved bias has no meaningful log).
+The ELBO gets no bias slope: its bias tends to -KL(q || p(z|x)), not to 0.
+"""
+import numpy as np
+import pandas as pd
+
+CELL = ["model", "method", "num_samples"]
+PAIR = ["model", "method"]
+BOOTSTRAP_SAMPLES = 1000
+CONFIDENCE = 0.95
+# Below these an error is floating-point round-off of an exact estimator (float32: ~1e-7 relative).
+ROUNDOFF_BIAS = 1e-5  # nats
+ROUNDOFF_VARIANCE = 1e-9  # nats^2
+EXACT_RMSE = 1e-5
+SUMMARY_COLUMNS = CELL + [
+    "num_points", "repeats", "bias", "bias_ci_low", "bias_ci_high", "variance",
+    "variance_ci_low", "variance_ci_high", "rmse", "rmse_ci_low", "rmse_ci_high", "ess",
+    "seconds", "samples_per_second", "compile_seconds", "bias_slope", "variance_slope"]
+
+
+def summarize(df, *, bootstrap=BOOTSTRAP_SAMPLES, seed=0):
+    """One row per (model, method, M) with the statistics above and the per-(model, method) slopes.
+
+    ``compile_seconds`` comes from ``df.attrs["compile"]`` (written by ``sweep``); NaN if absent.
+    """
+    rng = np.random.default_rng(seed)
+    rows = [_cell_statistics(key, cell, rng, bootstrap)
+            for key, cell in df.groupby(CELL, sort=False)]
+    summary = pd.DataFrame(rows)
+    summary = summary.merge(_compile_table(df), on=CELL, how="left")
+    slopes = fit_slopes(summary)
+    summary = summary.merge(slopes[PAIR + ["bias_slope", "variance_slope"]], on=PAIR, how="left")
+    return summary[SUMMARY_COLUMNS]
+
+
+def _cell_statistics(key, cell, rng, bootstrap):
+    errors = cell.pivot(index="point", columns="repeat", values="estimate").to_numpy()
+    truth = cell.groupby("point")[["truth", "truth_se"]].first()
+    errors = errors - truth["truth"].to_numpy()[:, None]  # e[n, r]
+    num_points, repeats = errors.shape
+    if repeats < 2 or np.isnan(errors).any():
+        raise ValueError(f"cell {key} needs >= 2 repeats of every point")
+    seconds = cell["seconds"].mean()
+    low, high = _bootstrap_intervals(errors, truth["truth_se"].to_numpy(), rng, bootstrap)
+    return {
+        **dict(zip(CELL, key)), "num_points": num_points, "repeats": repeats,
+        "bias": errors.mean(), "bias_ci_low": low["bias"], "bias_ci_high": high["bias"],
+        "variance": errors.var(axis=1, ddof=1).mean(),
+        "variance_ci_low": low["variance"], "variance_ci_high": high["variance"],
+        "rmse": np.sqrt(np.mean(errors**2)), "rmse_ci_low": low["rmse"], "rmse_ci_high": high["rmse"],
+        "ess": cell["ess"].mean(), "seconds": seconds,
+        "samples_per_second": key[2] * num_points / seconds if seconds > 0 else np.nan,
+    }
+
+
+def _bootstrap_intervals(errors, truth_se, rng, bootstrap):
+    """Percentile CIs of (bias, variance, rmse), resampling each point's repeats."""
+    num_points, repeats = errors.shape
+    picks = rng.integers(0, repeats, size=(bootstrap, num_points, repeats))
+    resampled = errors[np.arange(num_points)[None, :, None], picks]  # [B, N, R]
+    truth_error = rng.normal(0.0, np.sqrt(np.sum(truth_se**2)) / num_points, size=bootstrap)
+    replicates = {
+        "bias": resampled.mean(axis=(1, 2)) + truth_error,
+        "variance": resampled.var(axis=2, ddof=1).mean(axis=1),
+        "rmse": np.sqrt(np.mean(resampled**2, axis=(1, 2))),
+    }
+    tail = 100 * (1 - CONFIDENCE) / 2
+    low = {k: np.percentile(v, tail) for k, v in replicates.items()}
+    high = {k: np.percentile(v, 100 - tail) for k, v in replicates.items()}
+    return low, high
+
+
+def _compile_table(df):
+    records = df.attrs.get("compile") or []
+    table = pd.DataFrame(records, columns=CELL + ["compile_seconds"])
+    return table[CELL + ["compile_seconds"]].astype({"num_samples": "int64",
+                                                     "compile_seconds": "float64"})
+
+
+# --------------------------------------------------------------------------- slopes
+
+def fit_slopes(summary):
+    """Per (model, method): log-log slopes of variance and |bias| against M, with notes."""
+    return pd.DataFrame([_pair_slopes(key, cells.sort_values("num_samples"))
+                         for key, cells in summary.groupby(PAIR, sort=False)])
+
+
+def _pair_slopes(key, cells):
+    m = cells["num_samples"].to_numpy(float)
+    in_range = m >= np.sqrt(m.min() * m.max())
+    if in_range.sum() < 2:
+        in_range = np.ones_like(in_range)
+    notes = []
+    fit = cells[in_range]
+    variance_slope = np.nan
+    if (fit["variance"] <= ROUNDOFF_VARIANCE).all():
+        notes.append("zero variance (exact)")
+    else:
+        usable = fit[fit["variance"] > ROUNDOFF_VARIANCE]
+        variance_slope = _slope(usable["num_samples"], usable["variance"])
+    bias_slope, bias_points = np.nan, 0
+    resolved = fit[(np.sign(fit["bias_ci_low"]) == np.sign(fit["bias_ci_high"]))
+                   & (fit["bias"].abs() > ROUNDOFF_BIAS)]
+    if key[1] == "elbo":
+        notes.append("ELBO: bias -> -KL, no slope")
+    elif (fit["bias"].abs() <= ROUNDOFF_BIAS).all():
+        notes.append("zero bias (exact)")
+    elif len(resolved) < 2:
+        notes.append("bias within its CI at large M: no slope")
+    else:
+        bias_slope, bias_points = _slope(resolved["num_samples"], resolved["bias"].abs()), len(resolved)
+    return {"model": key[0], "method": key[1], "variance_slope": variance_slope,
+            "bias_slope": bias_slope, "fit_min_samples": int(fit["num_samples"].min()),
+            "fit_max_samples": int(fit["num_samples"].max()),
+            "variance_points": int((fit["variance"] > ROUNDOFF_VARIANCE).sum()),
+            "bias_points": bias_points, "note": "; ".join(notes)}
+
+
+def _slope(x, y):
+    """Least-squares slope of log y on log x (NaN with fewer than two points)."""
+    if len(x) < 2:
+        return np.nan
+    return float(np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(y, float)), 1)[0])
+
+
+# --------------------------------------------------------------------------- verdicts
+
+def best_at_budgets(summary, num_budgets=3):
+    """Per model, at log-spaced time budgets: each method's best RMSE within the budget.
+
+    A method's RMSE at budget t is the smallest RMSE among its cells with seconds <= t. Budgets
+    run from the first time at which every method has a cell to the slowest cell.
+    Returns one row per (model, budget, method), ``rank`` 1 = best.
+    """
+    rows = []
+    for model, cells in summary.groupby("model", sort=False):
+        fastest = cells.groupby("method", sort=False)["seconds"].min()
+        low, high = fastest.max(), cells["seconds"].max()
+        budgets = np.geomspace(low, high, num_budgets) if high > low else [high]
+        for budget in budgets:
+            within = cells[cells["seconds"] <= budget * (1 + 1e-9)]
+            best = within.groupby("method", sort=False)["rmse"].min().sort_values()
+            rows += [{"model": model, "budget_seconds": budget, "method": method, "rmse": rmse,
+                      "rank": rank} for rank, (method, rmse) in enumerate(best.items(), start=1)]
+    return pd.DataFrame(rows)
+
+
+def verdicts(summary):
+    """{model: a short paragraph}: who wins at which time budget and by how much; the ELBO gap."""
+    order = list(dict.fromkeys(summary["method"]))
+    texts = {}
+    for model, ranks in best_at_budgets(summary).groupby("model", sort=False):
+        budgets = [(budget, ranking.sort_values("rank"))
+                   for budget, ranking in ranks.groupby("budget_seconds", sort=True)]
+        exact = {tuple(sorted(r.loc[r["rmse"] <= EXACT_RMSE, "method"], key=order.index))
+                 for _, r in budgets}
+        if len(exact) == 1 and exact != {()}:
+            text = _exact_verdict(next(iter(exact)), budgets)
+        else:
+            text = " ".join(_budget_sentence(budget, ranking) for budget, ranking in budgets)
+        elbo = summary[(summary["model"] == model) & (summary["method"] == "elbo")]
+        if len(elbo):
+            gap = elbo.sort_values("num_samples")["bias"].iloc[-1]
+            if abs(gap) > ROUNDOFF_BIAS:
+                text += (f" The ELBO stays {abs(gap):.3g} nats below log p(x) at the largest M: "
+                         "its KL gap, which more samples do not close.")
+        texts[model] = text
+    return texts
+
+
+def _exact_verdict(exact, budgets):
+    """Some methods are exact at every budget: say so once, then rank the others."""
+    verb = "is" if len(exact) == 1 else "are"
+    text = f"{' and '.join(exact)} {verb} exact (RMSE at round-off) at every time budget."
+    others = [(budget, ranking[~ranking["method"].isin(exact)]) for budget, ranking in budgets]
+    parts = [f"within {format_seconds(budget)} per repeat {rest['method'].iloc[0]} "
+             f"(RMSE {rest['rmse'].iloc[0]:.3g} nats)" for budget, rest in others if len(rest)]
+    return text + (" Best of the others: " + "; ".join(parts) + "." if parts else "")
+
+
+def _budget_sentence(budget, ranking):
+    """'Within 1.2 ms per repeat: A wins (RMSE 0.1 nats vs 0.5 for B, 5x smaller).'"""
+    head = f"Within {format_seconds(budget)} per repeat"
+    winner, rmse = ranking["method"].iloc[0], ranking["rmse"].iloc[0]
+    if len(ranking) == 1:
+        return f"{head}: {winner} (RMSE {rmse:.3g} nats)."
+    runner_up, runner_rmse = ranking["method"].iloc[1], ranking["rmse"].iloc[1]
+    if rmse <= EXACT_RMSE:
+        return f"{head}: {winner} is exact (RMSE at round-off; {runner_up}: {runner_rmse:.3g} nats)."
+    return (f"{head}: {winner} wins (RMSE {rmse:.3g} nats vs {runner_rmse:.3g} for "
+            f"{runner_up}, {runner_rmse / rmse:.3g}x smaller).")
+
+
+def format_seconds(seconds):
+    """0.00123 -> '1.23 ms'."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+# --------------------------------------------------------------------------- comparison of runs
+
+METRICS = {"abs_bias": "|bias|", "variance": "variance", "rmse": "rmse", "seconds": "seconds"}
+
+
+def compare(old, new, metric="rmse", threshold=1.5, atol=1e-6):
+    """Side-by-side old/new statistics per cell with new/old ratios, and the regressions.
+
+    ``old``, ``new``: summaries (``summarize``). A (model, method) pair regresses when the
+    geometric mean over M of new/old ``metric`` exceeds ``threshold``; cells where both values
+    are below ``atol`` (round-off) are left out of the mean. Returns (table, regressions).
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    columns = ["abs_bias", "variance", "rmse", "seconds"]
+    old, new = (s.assign(abs_bias=s["bias"].abs())[CELL + columns] for s in (old, new))
+    table = old.merge(new, on=CELL, suffixes=("_old", "_new"), how="inner")
+    if table.empty:
+        raise ValueError("the two runs share no (model, method, num_samples) cell")
+    for column in columns:
+        table[f"{column}_ratio"] = table[f"{column}_new"] / table[f"{column}_old"]
+    significant = table[[f"{metric}_old", f"{metric}_new"]].max(axis=1) > atol
+    per_pair = (table[significant].assign(log_ratio=np.log(table[f"{metric}_ratio"]))
+                .groupby(PAIR, sort=False)["log_ratio"].mean().apply(np.exp)
+                .rename("ratio").reset_index())
+    regressions = per_pair[per_pair["ratio"] > threshold].reset_index(drop=True)
+    return table, regressions

@@ -1,0 +1,162 @@
+"""sweep(): the tidy table, its parquet metadata, exactness, the 1/M law, and resuming."""
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import tensorflow as tf
+
+import estimators.sweep as sweep_module
+from estimators import GaussianMixture, LinearGaussian
+from estimators.estimator import METHODS
+from estimators.presets import ALL_METHODS
+from estimators.results import COLUMNS, METADATA_KEY, ResultsError, load_results
+from estimators.summary import fit_slopes, summarize
+from estimators.sweep import sweep
+
+
+def small_models(dtype=tf.float32):
+    rng = np.random.default_rng(0)
+    models = {
+        "lg": LinearGaussian(rng.normal(size=(3, 1)), rng.normal(size=3), 0.8, dtype=dtype),
+        "gmm": GaussianMixture([0.6, 0.4], [[-2.0, 0.0], [2.0, 0.0]], [[1.0, 1.0], [0.5, 0.5]],
+                               dtype=dtype),
+    }
+    data = {name: model.sample(6, seed=3).numpy() for name, model in models.items()}
+    return models, data
+
+
+SMALL = dict(methods=["naive_mc", "posterior_is"], num_samples=[1, 8], repeats=3)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    models, data = small_models()
+    out = tmp_path_factory.mktemp("run")
+    return sweep(models, data=data, out=out, progress=False, seed=5, **SMALL), out
+
+
+def test_tidy_table_schema_and_parquet_metadata(small_run):
+    df, out = small_run
+    assert list(df.columns) == list(COLUMNS)
+    assert len(df) == 2 * 2 * 2 * 3 * 6  # models x methods x M x repeats x points
+    assert not df.duplicated(["model", "method", "num_samples", "repeat", "point"]).any()
+    assert df["num_samples"].dtype == np.int64 and df["estimate"].dtype == np.float64
+    assert (df["seconds"] > 0).all() and (df["ess"] >= 1 - 1e-6).all()
+    meta = json.loads(pq.read_schema(out / "results.parquet").metadata[METADATA_KEY])
+    assert meta["config"]["seed"] == 5 and meta["config"]["repeats"] == 3
+    assert meta["config"]["models"] == ["lg", "gmm"]
+    env = meta["environment"]
+    for key in ("packages", "device", "xla", "git_commit", "cpu", "python"):
+        assert key in env
+    assert env["packages"]["tensorflow"] == tf.__version__
+    assert len(meta["compile"]) == 2 * 2 * 2
+    assert all(r["compile_seconds"] >= 0 for r in meta["compile"])
+    loaded = load_results(out)
+    pd.testing.assert_frame_equal(loaded, df)
+    assert loaded.attrs["config"] == df.attrs["config"]
+
+
+def test_methods_list_matches_the_estimator():
+    assert tuple(ALL_METHODS) == tuple(METHODS)
+
+
+def test_exact_posterior_is_has_zero_bias_and_variance():
+    models, data = small_models(dtype=tf.float64)
+    df = sweep({"lg": models["lg"]}, ["posterior_is"], [1, 16], 4, {"lg": data["lg"]},
+               progress=False)
+    error = df["estimate"] - df["truth"]
+    # float64 round-off of log p ~ a few nats: 1e-12 is ~1e4 ulps of headroom.
+    assert np.abs(error).max() < 1e-12
+    summary = summarize(df)
+    assert (summary["variance"] < 1e-24).all() and (summary["bias"].abs() < 1e-12).all()
+
+
+def test_naive_mc_variance_falls_like_one_over_m():
+    """On a mildly informative linear-Gaussian model (posterior sd 0.8 of the prior's), Var(w)/p^2
+    is ~0.3, so M >= 32 is in the asymptotic regime Var(log p^) ~ Var(w) / (M p^2). The slope's
+    standard error here is ~0.03 (variance estimated from R N = 512 draws per M): +-0.35 is 10 SE."""
+    model = LinearGaussian([[0.5], [0.5]], [0.0, 0.0], 1.0)
+    x = model.sample(16, seed=11).numpy()
+    df = sweep({"lg": model}, ["naive_mc"], [32, 128, 512, 2048], 32, {"lg": x}, seed=1,
+               progress=False)
+    summary = summarize(df)
+    slope = fit_slopes(summary)["variance_slope"].iloc[0]
+    assert slope == pytest.approx(-1.0, abs=0.35)
+    # Delta method: bias ~ -variance / 2; checked at M = 32 within 4 standard errors of the mean
+    first = summary.iloc[0]
+    standard_error = np.sqrt(first["variance"] / (first["num_points"] * first["repeats"]))
+    assert abs(first["bias"] + first["variance"] / 2) < 4 * standard_error
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_gives_identical_table(small_run, tmp_path, monkeypatch):
+    models, data = small_models()
+    reference, _ = small_run
+    real_compute, calls = sweep_module._compute_cell, []
+
+    def compute_then_fail(cell, warmed):
+        if len(calls) == 3:
+            raise Interrupt("simulated kill after 3 cells")
+        calls.append(cell.cell_id)
+        return real_compute(cell, warmed)
+
+    monkeypatch.setattr(sweep_module, "_compute_cell", compute_then_fail)
+    with pytest.raises(Interrupt):
+        sweep(models, data=data, out=tmp_path, progress=False, seed=5, **SMALL)
+    assert len(list((tmp_path / "cells").glob("*.parquet"))) == 3
+    assert not (tmp_path / "results.parquet").exists()
+    monkeypatch.setattr(sweep_module, "_compute_cell", real_compute)
+
+    resumed = sweep(models, data=data, out=tmp_path, progress=False, seed=5, **SMALL)
+    assert resumed.attrs["run"]["loaded_cells"] == 3
+    assert resumed.attrs["run"]["computed_cells"] == 8 - 3
+    # Same numbers as the uninterrupted run; only wall times differ between runs.
+    pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), reference.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(load_results(tmp_path), resumed)
+
+
+def test_deleted_cells_are_recomputed_and_others_kept(small_run, tmp_path):
+    models, data = small_models()
+    first, out = small_run
+    shutil.copytree(out, tmp_path, dirs_exist_ok=True)
+    victim = sorted((tmp_path / "cells").glob("*.parquet"))[0]
+    victim.unlink()
+    again = sweep(models, data=data, out=tmp_path, progress=False, seed=5, **SMALL)
+    assert again.attrs["run"]["computed_cells"] == 1
+    pd.testing.assert_frame_equal(again.drop(columns="seconds"), first.drop(columns="seconds"))
+    kept = again["seconds"] == first["seconds"]
+    assert kept.sum() == len(first) - 3 * 6  # every row but the recomputed cell's R x N
+
+
+def test_mismatched_or_corrupt_results_raise(small_run):
+    models, data = small_models()
+    _, out = small_run
+    with pytest.raises(ResultsError, match="different configuration"):
+        sweep(models, data=data, out=out, progress=False, seed=6, **SMALL)
+    cell = sorted((out / "cells").glob("*.parquet"))[0]
+    good = cell.read_bytes()
+    try:
+        (out / "results.parquet").rename(out / "results.saved")
+        cell.write_bytes(good[: len(good) // 2])
+        with pytest.raises(ResultsError, match="unreadable"):
+            sweep(models, data=data, out=out, progress=False, seed=5, **SMALL)
+        assert cell.read_bytes() == good[: len(good) // 2]  # not overwritten
+    finally:
+        cell.write_bytes(good)
+        (out / "results.saved").rename(out / "results.parquet")
+
+
+def test_bad_arguments_raise_value_error():
+    models, data = small_models()
+    with pytest.raises(ValueError, match="unknown method"):
+        sweep(models, ["nope"], [1], 2, data, progress=False)
+    with pytest.raises(ValueError, match="repeats"):
+        sweep(models, ["naive_mc"], [1], 1, data, progress=False)
+    with pytest.raises(ValueError, match="no entry"):
+        sweep(models, ["naive_mc"], [1], 2, {"lg": data["lg"]}, progress=False)
