@@ -85,7 +85,7 @@ def run(
                                 methods=method_list, num_samples=sample_list, repeats=repeats)
         df = sweep(chosen.models, chosen.methods, chosen.num_samples, chosen.repeats,
                    chosen.data, seed, out=out, progress=not quiet,
-                   jit_compile="auto" if xla is None else xla,
+                   jit_compile="auto" if xla is None else xla, min_chunk=chosen.min_chunk,
                    metadata={"preset": preset, "quick": quick})
     except presets.UnknownNameError as err:
         _fail(str(err), USAGE_ERROR)
@@ -191,12 +191,10 @@ def _print_findings(summary):
     from estimators.summary import fit_slopes, verdicts
     for model, text in verdicts(summary).items():
         console.print(f"[bold]{model}[/bold]: {text}", highlight=False)
-    table = Table("model", "method", "variance slope", "|bias| slope", "note",
-                  title="log-log slopes against M (upper half of the M range)")
-    for row in fit_slopes(summary).itertuples():
-        table.add_row(row.model, row.method, f"{row.variance_slope:.2f}",
-                      f"{row.bias_slope:.2f}", row.note)
-    console.print(table)
+    slopes = fit_slopes(summary)[["model", "method", "variance_slope", "bias_slope", "note"]]
+    console.print("\nlog-log slopes against M (upper half of the M range; IS expects -1):")
+    console.print(slopes.to_string(index=False, float_format="{:.2f}".format), highlight=False,
+                  soft_wrap=True)
 
 
 def main():

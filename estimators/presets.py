@@ -31,6 +31,7 @@ class Preset:
     num_samples: list = field(default_factory=lambda: [4**k for k in range(7)])
     repeats: int = 32
     description: str = ""
+    min_chunk: int = 1  # see sweep(): > 1 shares one compilation across small M
 
 
 PRESETS = {}  # name -> function(quick: bool) -> Preset
@@ -64,9 +65,11 @@ def get_preset(name, quick=False):
 
 
 def shrink(preset):
-    """A smoke-run version: M <= 16 (at most three values), 4 repeats, 16 data points."""
+    """A smoke-run version: M <= 16 (at most three values), 4 repeats, 16 data points, and one
+    compiled function per (model, method) (chunk 16 for every M: its timings are not meaningful)."""
     small = [m for m in preset.num_samples if m <= QUICK_MAX_SAMPLES][:3] or preset.num_samples[:1]
     return replace(preset, num_samples=small, repeats=min(preset.repeats, QUICK_REPEATS),
+                   min_chunk=max(small),
                    data={k: np.asarray(x)[:QUICK_POINTS] for k, x in preset.data.items()})
 
 

@@ -217,7 +217,8 @@ INTRO = ("Each estimator returns log p̂(x) per data point; error = estimate −
          "per repeat (N points × M samples), compilation excluded; repeats run vectorised, so "
          "this is the amortised cost. Slopes are log–log fits over the upper half of the M range "
          "(importance sampling: ≈ −1 for both); the ELBO's bias tends to −KL(q ‖ p(z|x)), not 0, so "
-         "it gets no bias slope.")
+         "it gets no bias slope. compile s: the one-off warm-up (compilation) before a cell's first "
+         "call; 0 where the cell reuses a function compiled for an earlier M.")
 
 
 def render_markdown(attrs, summary, slopes, texts):

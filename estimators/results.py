@@ -85,6 +85,19 @@ def read_table(path):
     return df
 
 
+def read_metadata(path):
+    """Only the metadata of a parquet written by ``write_table`` (reads the footer, not the data)."""
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
+    except (pa.ArrowException, OSError) as err:
+        raise ResultsError(f"{path} is unreadable (corrupt or not parquet: {err}); "
+                           "delete it to recompute, or point to another folder") from None
+    if raw is None:
+        raise ResultsError(f"{path} was not written by estimators (no '{METADATA_KEY.decode()}' "
+                           "metadata)")
+    return json.loads(raw)
+
+
 def results_path(location):
     """``location`` may be a results folder or the parquet file itself."""
     location = Path(location)

@@ -20,8 +20,9 @@ chunk runs untimed; its wall time is recorded as that cell's ``compile_seconds``
 reuse a compiled function) in ``df.attrs["compile"]``.
 
 Chunks. ``estimate`` draws samples in chunks; a chunk larger than M wastes work (the overhang is
-masked), so each cell uses chunk = min(M, ``max_chunk``): cells with M >= max_chunk share one
-compiled function, smaller M each compile their own (cheap in graph mode).
+masked), so each cell uses chunk = min(max(M, ``min_chunk``), ``max_chunk``): cells with
+M >= max_chunk share one compiled function, smaller M each compile their own (~0.3 s each in
+graph mode). ``min_chunk`` > 1 trades that for wasted samples at small M (smoke runs use it).
 
 Nothing lost. With ``out=``, each finished cell is written at once to ``out/cells/`` (atomically)
 and the truths to ``out/truths/``; a rerun with the same ``out`` loads those and computes only the
@@ -50,8 +51,8 @@ import tensorflow as tf
 from estimators.estimator import METHODS, default_prior_proposal, estimate
 from estimators.models.base import as_seed
 from estimators.reference import reference_log_marginal
-from estimators.results import (RESULTS_FILE, ResultsError, read_table, save_results, tidy,
-                                write_table)
+from estimators.results import (RESULTS_FILE, ResultsError, read_metadata, read_table,
+                                save_results, tidy, write_table)
 
 CELLS_DIR = "cells"
 TRUTHS_DIR = "truths"
@@ -65,7 +66,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, progress=True,
-          jit_compile="auto", max_chunk=256, metadata=None):
+          jit_compile="auto", min_chunk=1, max_chunk=256, metadata=None):
     """Run every (model, method, M) cell ``repeats`` times; return the tidy table of DESIGN §4.
 
     models: {name: model}; data: {name: x [N, D]} (a key per model); methods: names of
@@ -85,7 +86,8 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
     truths_dir = None if out is None else out / TRUTHS_DIR
     states = {name: _ModelState(name, model, data[name], truths_dir)
               for name, model in models.items()}
-    cells = [_Cell(states[m], method, M, repeats, int(seed), jit_compile, int(max_chunk))
+    cells = [_Cell(states[m], method, M, repeats, int(seed), jit_compile, int(min_chunk),
+                   int(max_chunk))
              for m in models for method in methods for M in num_samples]
     if out is not None:
         _check_existing_results(out, cells)
@@ -108,7 +110,7 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
     df = tidy(pd.concat(frames, ignore_index=True))
     df.attrs = {
         "config": _run_config(cells, models, methods, num_samples, repeats, seed, jit_compile,
-                              max_chunk, metadata),
+                              min_chunk, max_chunk, metadata),
         "environment": environment_info(jit_compile),
         "compile": [{k: r[k] for k in ("model", "method", "num_samples", "compile_seconds",
                                        "chunk_size", "repeats_per_call")}
@@ -157,11 +159,12 @@ def resolve_jit_compile(jit_compile):
     return jit_compile
 
 
-def _run_config(cells, models, methods, num_samples, repeats, seed, jit_compile, max_chunk,
-                metadata):
+def _run_config(cells, models, methods, num_samples, repeats, seed, jit_compile, min_chunk,
+                max_chunk, metadata):
     config = {
         "models": list(models), "methods": list(methods), "num_samples": list(num_samples),
-        "repeats": repeats, "seed": int(seed), "jit_compile": jit_compile, "max_chunk": max_chunk,
+        "repeats": repeats, "seed": int(seed), "jit_compile": jit_compile,
+        "min_chunk": min_chunk, "max_chunk": max_chunk,
         "num_points": {c.state.name: c.state.num_points for c in cells},
         "cell_fingerprints": {c.cell_id: c.fingerprint for c in cells},
         "results_version": RESULTS_VERSION,
@@ -171,17 +174,31 @@ def _run_config(cells, models, methods, num_samples, repeats, seed, jit_compile,
 
 
 def _check_existing_results(out, cells):
-    """Refuse to run into a folder whose results.parquet came from a different configuration."""
+    """Before computing anything, refuse a folder whose results.parquet or cell files came from a
+    different configuration (or are unreadable): nothing is ever silently overwritten."""
     path = out / RESULTS_FILE
-    if not path.exists():
-        return
-    stored = read_table(path).attrs.get("config", {}).get("cell_fingerprints", {})
-    clashes = [c.cell_id for c in cells if c.cell_id in stored and stored[c.cell_id] != c.fingerprint]
-    if clashes:
-        raise ResultsError(
-            f"{path} holds results of a different configuration (seed, repeats, data, model "
-            f"parameters, compilation mode or chunking differ) for {len(clashes)} cell(s), e.g. "
-            f"{clashes[0]}; use another output folder or delete {out}")
+    if path.exists():
+        stored = read_metadata(path).get("config", {}).get("cell_fingerprints", {})
+        clashes = [c.cell_id for c in cells
+                   if c.cell_id in stored and stored[c.cell_id] != c.fingerprint]
+        if clashes:
+            raise ResultsError(
+                f"{path} holds results of a different configuration (seed, repeats, data, model "
+                f"parameters, compilation mode or chunking differ) for {len(clashes)} cell(s), "
+                f"e.g. {clashes[0]}; use another output folder or delete {out}")
+    for cell in cells:
+        cell_path = out / CELLS_DIR / cell.filename
+        if cell_path.exists():
+            _check_cell_record(cell_path, read_metadata(cell_path), cell)
+
+
+def _check_cell_record(path, record, cell):
+    if record.get("fingerprint") != cell.fingerprint:
+        stored = record.get("settings", {})
+        differ = sorted(k for k in cell.settings if stored.get(k) != cell.settings[k])
+        raise ResultsError(f"{path} was computed with a different configuration "
+                           f"({', '.join(differ) or 'unknown'} differ); use another output "
+                           "folder or delete the file")
 
 
 # --------------------------------------------------------------------------- models and cells
@@ -236,12 +253,13 @@ class _Cell:
     repeats: int
     seed: int
     jit_compile: bool
+    min_chunk: int
     max_chunk: int
     chunk_size: int = field(init=False)
     repeats_per_call: int = field(init=False)
 
     def __post_init__(self):
-        self.chunk_size = min(self.num_samples, self.max_chunk)
+        self.chunk_size = min(max(self.num_samples, self.min_chunk), self.max_chunk)
         max_copies = max(1, ROW_CHUNK_BUDGET // (self.chunk_size * self.state.num_points))
         # The largest divisor of R that fits: every call has the same shape (one compilation).
         self.repeats_per_call = max(b for b in range(1, self.repeats + 1)
@@ -321,14 +339,8 @@ def _load_cell(out, cell):
     if not path.exists():
         return None, None
     frame = read_table(path)
-    record = frame.attrs
-    if record.get("fingerprint") != cell.fingerprint:
-        stored = record.get("settings", {})
-        differ = sorted(k for k in cell.settings if stored.get(k) != cell.settings[k])
-        raise ResultsError(f"{path} was computed with a different configuration "
-                           f"({', '.join(differ) or 'unknown'} differ); use another output "
-                           "folder or delete the file")
-    return tidy(frame), record
+    _check_cell_record(path, frame.attrs, cell)
+    return tidy(frame), frame.attrs
 
 
 def model_fingerprint(model, x):

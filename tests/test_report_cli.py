@@ -1,0 +1,107 @@
+"""The command line and the report folder: a --quick run end to end, report, compare, errors."""
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from estimators.cli import app
+from estimators.report import FIGURES
+from estimators.results import load_results, save_results
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick") / "report"
+    result = runner.invoke(app, ["run", "--quick", "--quiet", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_quick_run_writes_every_report_file(quick_run):
+    out, output = quick_run
+    for name in ["results.parquet", "summary.csv", "report.md", "report.html", *FIGURES]:
+        assert (out / name).stat().st_size > 0, name
+    for name in FIGURES:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(FIGURES)  # self-contained
+    markdown = (out / "report.md").read_text()
+    for model in ("gmm", "linear_gaussian", "infinite_mixture"):
+        assert f"**{model}**" in markdown and model in output
+    assert "## Verdicts" in markdown and "XLA" in markdown or "graph" in markdown
+    summary = pd.read_csv(out / "summary.csv")
+    assert {"bias", "bias_ci_low", "bias_ci_high", "variance", "rmse", "ess", "seconds",
+            "samples_per_second", "compile_seconds", "bias_slope", "variance_slope"} <= set(summary)
+    assert len(summary) == 3 * 4 * 3  # models x methods x M (quick: 1, 4, 16)
+    assert load_results(out).attrs["config"]["quick"] is True
+
+
+def test_rerun_resumes_and_refuses_another_config(quick_run):
+    out, _ = quick_run
+    again = runner.invoke(app, ["run", "--quick", "--quiet", "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert load_results(out).attrs["run"]["computed_cells"] == 0
+    other = runner.invoke(app, ["run", "--quick", "--quiet", "--seed", "1", "--out", str(out)])
+    assert other.exit_code == 1
+    assert "different configuration" in other.output and "Traceback" not in other.output
+
+
+def test_compare_flags_a_planted_regression(quick_run, tmp_path):
+    out, _ = quick_run
+    worse = load_results(out)
+    naive = worse["method"] == "naive_mc"
+    error = worse["estimate"] - worse["truth"]
+    worse.loc[naive, "estimate"] = worse.loc[naive, "truth"] + 3 * error[naive]  # RMSE x 3
+    save_results(worse, tmp_path)
+    result = runner.invoke(app, ["compare", str(out), str(tmp_path), "--metric", "rmse",
+                                 "--fail-on-regression"])
+    assert result.exit_code == 1, result.output
+    assert "REGRESSION" in result.output and "naive_mc" in result.output
+    same = runner.invoke(app, ["compare", str(out), str(out), "--fail-on-regression"])
+    assert same.exit_code == 0, same.output
+    assert "no regression" in same.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--preset", "nope"], "unknown preset"),
+    (["run", "--quick", "--methods", "naive_mc,nope"], "unknown method"),
+    (["run", "--quick", "--models", "gmm,nope"], "unknown model"),
+    (["compare", ".", ".", "--metric", "nope"], "unknown metric"),
+])
+def test_unknown_names_give_one_line_and_exit_2(args, message, tmp_path):
+    result = runner.invoke(app, args + (["--out", str(tmp_path)] if args[0] == "run" else []))
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_corrupt_results_give_a_clear_error(tmp_path):
+    (tmp_path / "results.parquet").write_bytes(b"not parquet at all")
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "unreadable" in result.output and "Traceback" not in result.output
+
+
+def test_list_shows_presets_and_methods():
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0
+    for name in ("default", "naive_mc", "prior_is", "posterior_is", "elbo"):
+        assert name in result.output
+
+
+def test_report_rerenders_without_tensorflow(quick_run):
+    """`report` and `compare` work on DataFrames alone (DESIGN §8): no TensorFlow import."""
+    out, _ = quick_run
+    (out / "bias_vs_M.png").unlink()
+    (out / "report.md").unlink()
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom estimators.cli import app\n"
+            f"for args in (['report', {str(out)!r}], ['compare', {str(out)!r}, {str(out)!r}], ['list']):\n"
+            "    result = CliRunner().invoke(app, args)\n"
+            "    assert result.exit_code == 0, (args, result.output)\n"
+            "sys.exit('tensorflow' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    assert (out / "bias_vs_M.png").exists() and (out / "report.md").exists()
