@@ -108,6 +108,13 @@ def default(quick=False):
     return Preset(models=models, data=data, num_samples=[4**k for k in range(7)], repeats=32)
 
 
+@register("digits")
+def digits(quick=False):
+    """Trained VAEs on 8x8 digits (D = 64, d = 8; Bernoulli and Gaussian): naive MC collapses in 64 dimensions."""
+    from estimators.zoo import digits_preset  # the shipped models and their data (issue 5)
+    return Preset(**digits_preset(quick))
+
+
 def gaussian_mixture_2d():
     """Four well-separated 2-D Gaussians on the corners of a square, unequal weights."""
     from estimators.models import GaussianMixture

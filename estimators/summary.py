@@ -175,7 +175,8 @@ def verdicts(summary):
         if len(exact) == 1 and exact != {()}:
             text = _exact_verdict(next(iter(exact)), budgets)
         else:
-            text = " ".join(_budget_sentence(budget, ranking) for budget, ranking in budgets)
+            text = " ".join(_budget_sentence(low, high, ranking)
+                            for low, high, ranking in _collapse_budgets(budgets))
         elbo = summary[(summary["model"] == model) & (summary["method"] == "elbo")]
         if len(elbo):
             gap = elbo.sort_values("num_samples")["bias"].iloc[-1]
@@ -196,9 +197,22 @@ def _exact_verdict(exact, budgets):
     return text + (" Best of the others: " + "; ".join(parts) + "." if parts else "")
 
 
-def _budget_sentence(budget, ranking):
+def _collapse_budgets(budgets):
+    """Merge consecutive budgets whose two best (method, RMSE) agree: [(low, high, ranking)]."""
+    merged = []
+    for budget, ranking in budgets:
+        top = ranking[["method", "rmse"]].head(2).to_numpy().tolist()
+        if merged and merged[-1][3] == top:
+            merged[-1][1] = budget
+        else:
+            merged.append([budget, budget, ranking, top])
+    return [(low, high, ranking) for low, high, ranking, _ in merged]
+
+
+def _budget_sentence(low, high, ranking):
     """'Within 1.2 ms per repeat: A wins (RMSE 0.1 nats vs 0.5 for B, 5x smaller).'"""
-    head = f"Within {format_seconds(budget)} per repeat"
+    head = (f"Within {format_seconds(high)} per repeat" if low == high else
+            f"At every budget from {format_seconds(low)} to {format_seconds(high)} per repeat")
     winner, rmse = ranking["method"].iloc[0], ranking["rmse"].iloc[0]
     if len(ranking) == 1:
         return f"{head}: {winner} (RMSE {rmse:.3g} nats)."
