@@ -211,14 +211,15 @@ def _markdown_table(table):
     return "\n".join(lines)
 
 
-INTRO = ("Each estimator returns log p̂(x) per data point; error = estimate − truth (exact, or "
-         "grid quadrature). bias = mean error, variance = variance across repeats averaged over "
-         "points, RMSE = root mean squared error; 95% CIs by bootstrap over repeats. Seconds are "
-         "per repeat (N points × M samples), compilation excluded; repeats run vectorised, so "
-         "this is the amortised cost. Slopes are log–log fits over the upper half of the M range "
-         "(importance sampling: ≈ −1 for both); the ELBO's bias tends to −KL(q ‖ p(z|x)), not 0, so "
-         "it gets no bias slope. compile s: the one-off warm-up (compilation) before a cell's first "
-         "call; 0 where the cell reuses a function compiled for an earlier M.")
+INTRO = (
+    "Each estimator returns log p̂(x) per data point; error = estimate − truth (exact, quadrature "
+    "or a high-budget reference estimate). bias = mean error, variance = variance across repeats "
+    "averaged over points, RMSE = root mean squared error; 95% CIs by bootstrap over repeats. "
+    "Seconds are per repeat (N points × M samples), compilation excluded; repeats run "
+    "vectorised, so this is the amortised cost. Slopes are log–log fits over the upper half of "
+    "the M range (importance sampling: ≈ −1 for both); the ELBO's bias tends to −KL(q ‖ p(z|x)), "
+    "not 0, so it gets no bias slope. compile s: the one-off warm-up (compilation) before a "
+    "cell's first call; 0 where the cell reuses a function compiled for an earlier M.")
 
 
 def render_markdown(attrs, summary, slopes, texts):
