@@ -58,9 +58,8 @@ def estimate(model, x, method, num_samples, *, seed, proposal=None, chunk_size=N
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}")
     x = model.check_data(x)
-    q = _resolve_proposal(model, x, method, proposal, seed)
-    fn = compiled_estimator(model, method, proposal if method in ("posterior_is", "elbo") else None,
-                            chunk_size, jit_compile)
+    q, posterior = _resolve_proposal(model, x, method, proposal, seed)
+    fn = compiled_estimator(model, method, posterior, chunk_size, jit_compile)
     log_p, ess = fn(x, tf.constant(num_samples, tf.int32), as_seed(seed), q)
     return (log_p, {"ess": ess}) if return_diagnostics else log_p
 
@@ -89,11 +88,12 @@ def _check_event(model, q, what):
 
 
 def _resolve_proposal(model, x, method, proposal, seed):
-    """The x-independent proposal passed as a tensor argument (None for x-dependent ones)."""
+    """(q, posterior): the x-independent proposal passed to the compiled function as a tensor
+    argument (prior_is), or the x -> q(z|x) callable compiled into it (posterior_is, elbo)."""
     if method == "naive_mc":
         if proposal is not None:
             raise ValueError("naive_mc samples from the prior; pass proposal= to prior_is instead")
-        return None
+        return None, None
     if method == "prior_is":
         q = default_prior_proposal(model, x, seed) if proposal is None else proposal
         if not isinstance(q, tfd.Distribution):
@@ -101,19 +101,19 @@ def _resolve_proposal(model, x, method, proposal, seed):
         _check_event(model, q, "the prior_is proposal")
         if q.batch_shape.rank != 0:
             raise ValueError(f"the prior_is proposal must have batch shape []; got {q.batch_shape}")
-        return q
+        return q, None
     # posterior_is / elbo: an x -> distribution callable, checked on the first data point.
     posterior = proposal if proposal is not None else default_posterior(model)
     if not callable(posterior):
         raise ValueError(f"{method} needs a callable x -> distribution as proposal; got {type(posterior).__name__}")
     # Building q(x[:1]) eagerly costs 3-40 ms, more than a compiled call at small M: check once
-    # per (model, method, proposal), like the compiled-function cache.
-    checked = model.__dict__.setdefault("_checked_posteriors", set())
-    key = (method, id(proposal) if proposal is not None else None)
-    if key not in checked:
+    # per posterior, when its compiled function is first built (see compiled_estimator).
+    checked = model.__dict__.setdefault("_checked_posteriors", {})
+    key = (method, _callable_key(posterior))
+    if key not in checked or checked[key] != posterior:
         _check_event(model, posterior(x[:1]), f"the {method} proposal")
-        checked.add(key)
-    return None
+        checked[key] = posterior
+    return None, posterior
 
 
 def default_posterior(model):
@@ -167,16 +167,18 @@ def compiled_estimator(model, method, posterior, chunk_size, jit_compile=True):
 
     Signature: fn(x [N, D], num_samples int32 [], seed int64 [2], proposal or None)
     -> (estimate [N], ess [N]). ``proposal`` is a TFP distribution, i.e. a CompositeTensor: a new
-    proposal with the same structure reuses the trace. Exposed so tests can count traces.
+    proposal with the same structure reuses the trace. ``posterior`` (posterior_is, elbo; None
+    means the model's default) is compiled in, so a different callable gets its own function.
+    Exposed so tests can count traces.
     """
-    # The cache lives on the model (bypassing tf.Module's attribute tracking), so it dies with it.
-    cache = model.__dict__.setdefault("_compiled_estimators", {})
-    key = (method, id(posterior) if posterior is not None else None, chunk_size, jit_compile)
-    if key in cache:
-        return cache[key]
     posterior_fn = None
     if method in ("posterior_is", "elbo"):
         posterior_fn = posterior if posterior is not None else default_posterior(model)
+    # The cache lives on the model (bypassing tf.Module's attribute tracking), so it dies with it.
+    cache = model.__dict__.setdefault("_compiled_estimators", {})
+    key = (method, _callable_key(posterior_fn), chunk_size, jit_compile)
+    if key in cache and cache[key][0] == posterior_fn:  # a reused id of a dead object does not count
+        return cache[key][1]
 
     def log_weights(x, q, seed, size):
         """[size, N] log weights of ``size`` fresh samples."""
@@ -221,8 +223,19 @@ def compiled_estimator(model, method, posterior, chunk_size, jit_compile=True):
         return log_sum_w - tf.math.log(m), ess
 
     fn = tf.function(run, jit_compile=jit_compile, reduce_retracing=True)
-    cache[key] = fn
+    cache[key] = (posterior_fn, fn)
     return fn
+
+
+def _callable_key(f):
+    """A stable key for a callable: ``model.posterior`` is a new bound-method object on every
+    access, so key bound methods by (instance id, function), anything else by id."""
+    if f is None:
+        return None
+    if hasattr(f, "__self__") and hasattr(f, "__func__"):
+        return (id(f.__self__), f.__func__)
+    return id(f)
+
 
 
 def _running_logsumexp(m, s, lw):

@@ -218,6 +218,9 @@ def test_amortized_posterior_is_used_by_default():
     model.amortized_posterior = AmortizedPosterior(MLP([model.data_dim, 16, 4], seed=1))
     est = estimate(model, x, "posterior_is", 10, seed=0)
     assert est.shape == [6] and np.all(np.isfinite(est.numpy()))
+    # Replacing the encoder takes effect (the compiled function is keyed by the posterior).
+    model.amortized_posterior = AmortizedPosterior(MLP([model.data_dim, 16, 4], seed=2))
+    assert np.all(estimate(model, x, "posterior_is", 10, seed=0).numpy() != est.numpy())
 
 
 # ---------------------------------------------------------------------------------- bad input
