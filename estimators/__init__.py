@@ -21,6 +21,8 @@ _EXPORTS = {
     "LinearGaussian": "estimators.models",
     "MLP": "estimators.nn",
     "reference_log_marginal": "estimators.reference",
+    "load_model": "estimators.zoo",
+    "load_data": "estimators.data",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -176,29 +176,26 @@ class TrainResult:
 def train(x, *, latent_dim, likelihood="gaussian", objective="elbo", num_importance=1,
           decoder_hidden=(128, 128), encoder_hidden=(128,), activation="tanh", scale="learned",
           scale_floor=0.01, init_scale=None, epochs=300, batch_size=64, learning_rate=1e-3,
-          warmup_epochs=0, refine_encoder_epochs=0, validation_fraction=0.1, patience=30, eval_samples=16, seed=0,
-          progress=True, dtype=tf.float32):
+          warmup_epochs=0, refine_encoder_epochs=0, validation_fraction=0.1, patience=30,
+          eval_samples=16, seed=0, progress=True, dtype=tf.float32):
     """Fit an InfiniteMixture and an AmortizedPosterior to x [N, D]; returns a ``TrainResult``.
 
     objective: "elbo" (VAE; k = ``num_importance`` samples averaged), "iwae" (importance-weighted
     bound with k = ``num_importance`` > 1), or "ml" (MC log p(x) with k = ``num_importance``
     prior samples, fixed decoder variance ``scale``; then an encoder fitted by ELBO with the
-    decoder frozen). ``validation_fraction`` of x (a fixed random subset) is held out; training
-    stops after ``patience`` epochs without a better validation objective and keeps the best
-    weights; with ``warmup_epochs`` > 0 ("elbo" only) the KL weight beta rises linearly from 0
-    to 1 over those epochs (a cure for posterior collapse) and early stopping starts after them.
-    ``refine_encoder_epochs`` > 0 adds a last phase that trains the encoder alone (ELBO, decoder
-    frozen), shrinking the amortization gap KL(q || p(z | x)) that joint training leaves: a
-    better proposal for posterior-IS. ``seed`` fixes initialisation, data order and noise. ``progress=False`` silences the bar.
+    decoder frozen, for ``refine_encoder_epochs`` or else ``epochs`` epochs).
+    Architecture and scale: see ``build_model``. ``validation_fraction`` of x (a fixed random
+    subset) is held out; each phase stops after ``patience`` epochs without a better validation
+    objective and keeps its best weights. ``warmup_epochs`` > 0 ("elbo" only): the KL weight beta
+    rises linearly from 0 to 1 over those epochs (a cure for posterior collapse); early stopping
+    starts after them. ``refine_encoder_epochs`` > 0 adds a last phase that trains the encoder
+    alone (ELBO, decoder frozen), shrinking the amortization part of the gap
+    KL(q || p(z | x)) that joint training leaves: a better proposal for posterior-IS.
+    ``seed`` fixes initialisation, data split, data order and noise: same seed, same weights.
+    ``progress=False`` silences the progress bar.
     """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; choose from {OBJECTIVES}")
-    if objective == "iwae" and num_importance < 2:
-        raise ValueError("the IWAE bound needs num_importance >= 2 (k = 1 is the ELBO)")
-    if warmup_epochs and objective != "elbo":
-        raise ValueError("KL warm-up (warmup_epochs > 0) applies to the \"elbo\" objective only")
-    if objective == "ml" and likelihood == "gaussian" and scale == "learned":
-        raise ValueError('the "ml" route fixes the decoder variance: pass scale=<sigma> (a float)')
+    config = {k: v for k, v in locals().items() if k not in ("x", "progress", "dtype")}
+    _check_settings(objective, num_importance, warmup_epochs, likelihood, scale)
     x = np.asarray(x, tf.as_dtype(dtype).as_numpy_dtype)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(x))
@@ -207,46 +204,53 @@ def train(x, *, latent_dim, likelihood="gaussian", objective="elbo", num_importa
     batch_size = min(batch_size, len(x_train))
     model = build_model(x.shape[1], latent_dim, likelihood, decoder_hidden=decoder_hidden,
                         encoder_hidden=encoder_hidden, activation=activation, scale=scale,
-                        scale_floor=scale_floor, init_scale=init_scale, x_init=x_train, seed=seed, dtype=dtype)
+                        scale_floor=scale_floor, init_scale=init_scale, x_init=x_train,
+                        seed=seed, dtype=dtype)
     elbo_eval = _make_eval(model, "elbo", eval_samples)
     valid_seed = tf.constant([seed, 1], tf.int64)
     initial_valid_elbo = float(elbo_eval(x_valid, valid_seed))
+    history, start, best_epoch, epoch0 = [], time.perf_counter(), 0, 0
+    for phase, obj, k, variables, phase_epochs, warmup in _phases(model, config):
+        best_epoch, ran = _fit(model, x_train, x_valid, obj, k, variables, epochs=phase_epochs,
+                               warmup_epochs=warmup, batch_size=batch_size,
+                               learning_rate=learning_rate, patience=patience,
+                               eval_samples=eval_samples, rng=rng, seed=seed, phase=phase,
+                               epoch0=epoch0, history=history, progress=progress,
+                               log_floor=_log_floor(model, scale_floor))
+        epoch0 += ran
+    config.update(decoder_hidden=list(decoder_hidden), encoder_hidden=list(encoder_hidden),
+                  batch_size=batch_size, n_train=len(x_train), n_valid=len(x_valid))
+    return TrainResult(model=model, history=history, initial_valid_elbo=initial_valid_elbo,
+                       final_valid_elbo=float(elbo_eval(x_valid, valid_seed)), epochs=epoch0,
+                       best_epoch=best_epoch, seconds=time.perf_counter() - start, config=config)
+
+
+def _check_settings(objective, num_importance, warmup_epochs, likelihood, scale):
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; choose from {OBJECTIVES}")
+    if objective == "iwae" and num_importance < 2:
+        raise ValueError("the IWAE bound needs num_importance >= 2 (k = 1 is the ELBO)")
+    if warmup_epochs and objective != "elbo":
+        raise ValueError('KL warm-up (warmup_epochs > 0) applies to the "elbo" objective only')
+    if objective == "ml" and likelihood == "gaussian" and scale == "learned":
+        raise ValueError('the "ml" route fixes the decoder variance: pass scale=<sigma> (a float)')
+
+
+def _phases(model, config):
+    """The training phases: (name, objective, k, variables, max epochs, warm-up epochs)."""
     decoder_vars = list(model.decoder.trainable_variables)
     if model.log_scale is not None:
         decoder_vars.append(model.log_scale)
     encoder_vars = list(model.amortized_posterior.trainable_variables)
-    if objective == "ml":  # decoder alone by prior-sample ML, then the encoder with it frozen
-        phases = [("ml", "ml", num_importance, decoder_vars, epochs, 0),
-                  ("encoder", "elbo", 1, encoder_vars, refine_encoder_epochs or epochs, 0)]
-    else:
-        phases = [(objective, objective, num_importance, decoder_vars + encoder_vars, epochs,
-                   warmup_epochs)]
-        if refine_encoder_epochs:
-            phases.append(("encoder", "elbo", 1, encoder_vars, refine_encoder_epochs, 0))
-    history, start, best_epoch, epoch0 = [], time.perf_counter(), 0, 0
-    for phase, obj, k, variables, phase_epochs, warmup in phases:
-        best_epoch, ran = _fit(model, x_train, x_valid, obj, k, variables, epochs=phase_epochs,
-                               warmup_epochs=warmup,
-                               batch_size=batch_size, learning_rate=learning_rate,
-                               patience=patience, eval_samples=eval_samples, rng=rng,
-                               seed=seed, phase=phase, epoch0=epoch0, history=history,
-                               progress=progress, log_floor=_log_floor(model, scale_floor))
-        epoch0 += ran
-    return TrainResult(model=model, history=history, initial_valid_elbo=initial_valid_elbo,
-                       final_valid_elbo=float(elbo_eval(x_valid, valid_seed)), epochs=epoch0,
-                       best_epoch=best_epoch, seconds=time.perf_counter() - start,
-                       config=dict(latent_dim=latent_dim, likelihood=likelihood,
-                                   objective=objective, num_importance=num_importance,
-                                   decoder_hidden=list(decoder_hidden),
-                                   encoder_hidden=list(encoder_hidden), activation=activation,
-                                   scale=scale, scale_floor=scale_floor,
-                                   init_scale=init_scale, epochs=epochs,
-                                   batch_size=batch_size, learning_rate=learning_rate,
-                                   warmup_epochs=warmup_epochs,
-                                   refine_encoder_epochs=refine_encoder_epochs,
-                                   validation_fraction=validation_fraction, patience=patience,
-                                   eval_samples=eval_samples, seed=seed,
-                                   n_train=len(x_train), n_valid=len(x_valid)))
+    refine = config["refine_encoder_epochs"]
+    if config["objective"] == "ml":  # decoder alone by prior-sample ML, then the encoder
+        return [("ml", "ml", config["num_importance"], decoder_vars, config["epochs"], 0),
+                ("encoder", "elbo", 1, encoder_vars, refine or config["epochs"], 0)]
+    phases = [(config["objective"], config["objective"], config["num_importance"],
+               decoder_vars + encoder_vars, config["epochs"], config["warmup_epochs"])]
+    if refine:
+        phases.append(("encoder", "elbo", 1, encoder_vars, refine, 0))
+    return phases
 
 
 def _log_floor(model, scale_floor):
@@ -340,7 +344,7 @@ RECIPES = {
 
 ELBO_SAMPLES = {"train": 256, "test": 1024}  # per point, for the manifest's ELBOs
 ELBO_SEED = 1234
-VARIANCE_POINTS, VARIANCE_REPEATS, VARIANCE_M = 32, 16, 64
+VARIANCE_REPEATS, VARIANCE_M = 16, 64  # the manifest's variances: every test point, 16 seeds
 
 
 def train_named(name, out_dir=None, *, epochs=None, seed=None, progress=True, evaluate=True):
@@ -351,7 +355,8 @@ def train_named(name, out_dir=None, *, epochs=None, seed=None, progress=True, ev
     package's own zoo folder, replacing the shipped files). epochs / seed: override the recipe
     (the manifest then records the override in its reproduce command). progress: show a progress
     bar. evaluate: also compute the manifest's train/test ELBO, the reference test log p(x),
-    the independent-dimension baseline and the M = 64 variances (about a minute for digits).
+    the independent-dimension baseline and the M = 64 variances (about a minute for digits;
+    ``evaluate_named`` redoes this part alone for a saved model).
     Returns the manifest (a dict). Same recipe, same seed, same machine: the same weights.
     """
     from estimators import data as datasets
@@ -383,10 +388,21 @@ def train_named(name, out_dir=None, *, epochs=None, seed=None, progress=True, ev
     return info
 
 
+def evaluate_named(name, directory=None):
+    """Recompute the ``results`` of a saved model's manifest (no training) and rewrite it."""
+    from estimators import zoo
+
+    model, info = zoo.load_model(name, directory), zoo.manifest(name, directory)
+    info["results"] = evaluate_model(model, info["data"])
+    zoo.save_model(model, name, directory or zoo.ZOO_DIR, info)
+    return info
+
+
 def evaluate_model(model, data_name):
     """The manifest's numbers: ELBOs (with MC standard errors), the reference test log p(x) (with
     its standard error), the ELBO gap, an independent-dimension baseline and the variance of
-    naive MC vs posterior-IS at M = 64 (the first 32 test points, 16 seeds)."""
+    log p^ for naive MC, prior-IS and posterior-IS at M = 64 (per test point over 16 seeds,
+    averaged over the test set)."""
     from estimators import data as datasets
     from estimators.reference import reference_log_marginal
     from estimators.zoo import mean_estimate_with_se, variance_at
@@ -405,11 +421,10 @@ def evaluate_model(model, data_name):
     out["test_log_p_method"] = "quadrature" if model.latent_dim <= 2 else "posterior_is 1e5"
     out["elbo_gap"] = out["test_log_p"] - out["test_elbo"]
     out["baseline_test_log_p"] = float(np.mean(datasets.independent_baseline_log_p(data_name)))
-    x_var = x_test[:VARIANCE_POINTS]
-    var = {m: variance_at(model, x_var, m, VARIANCE_M, VARIANCE_REPEATS) for m in
+    var = {m: variance_at(model, x_test, m, VARIANCE_M, VARIANCE_REPEATS) for m in
            ("naive_mc", "prior_is", "posterior_is")}
     out["variance_m64"] = dict(var, ratio_naive_to_posterior=var["naive_mc"] / var["posterior_is"],
-                               points=VARIANCE_POINTS, repeats=VARIANCE_REPEATS)
+                               points=len(x_test), repeats=VARIANCE_REPEATS)
     return out
 
 
