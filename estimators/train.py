@@ -260,16 +260,18 @@ def _log_floor(model, scale_floor):
 
 
 def _fit(model, x_train, x_valid, objective, k, variables, *, epochs, warmup_epochs, batch_size,
-         learning_rate,
-         patience, eval_samples, rng, seed, phase, epoch0, history, progress, log_floor):
-    """One phase of training with early stopping; returns (best epoch, epochs run)."""
+         learning_rate, patience, eval_samples, rng, seed, phase, epoch0, history, progress,
+         log_floor):
+    """One phase of training with early stopping; returns (best epoch, epochs run).
+
+    Ends holding the weights of the best validation epoch after warm-up (or the last weights,
+    if the phase never left warm-up)."""
     step = _make_step(model, objective, k, variables, Adam(variables, learning_rate), log_floor)
     evaluate = _make_eval(model, objective, max(k, eval_samples) if objective != "iwae" else k)
     valid_seed = tf.constant([seed, 2 + epoch0], tf.int64)
     base_seed = tf.constant([seed, 1000 + epoch0], tf.int64)
     steps_per_epoch = len(x_train) // batch_size
-    best, best_epoch, best_weights = -np.inf, epoch0, [v.numpy() for v in variables]
-    ran = 0
+    best, best_epoch, best_weights, ran = -np.inf, epoch0, None, 0
     with _progress_bar(progress, f"{phase}", epochs) as advance:
         for epoch in range(epochs):
             perm = rng.permutation(len(x_train))
@@ -286,13 +288,15 @@ def _fit(model, x_train, x_valid, objective, k, variables, *, epochs, warmup_epo
             history.append(dict(epoch=epoch0 + ran, phase=phase, train=total / steps_per_epoch,
                                 valid=valid))
             if epoch + 1 < warmup_epochs:  # the bound is not the target yet: no early stopping
-                advance(f"{phase}: warm-up beta {float(beta):.2f}, valid {valid:.3f}")
+                advance(f"warm-up beta {float(beta):.2f}, valid {valid:.3f}")
                 continue
             if valid > best:
                 best, best_epoch, best_weights = valid, epoch0 + ran, [v.numpy() for v in variables]
-            advance(f"{phase}: valid {valid:.3f} (best {best:.3f} @ {best_epoch})")
+            advance(f"valid {valid:.3f} (best {best:.3f} @ epoch {best_epoch})")
             if epoch0 + ran - best_epoch >= patience:
                 break
+    if best_weights is None:  # still warming up when the epochs ran out
+        return epoch0 + ran, ran
     for var, value in zip(variables, best_weights):
         var.assign(value)
     return best_epoch, ran

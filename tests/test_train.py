@@ -29,7 +29,7 @@ def test_training_raises_the_validation_elbo(digits_bernoulli):
 
 
 def test_same_seed_same_weights(digits_bernoulli):
-    x = digits_bernoulli[:128]
+    x = digits_bernoulli[:64]
     runs = [train(x, latent_dim=2, likelihood="bernoulli", epochs=1, seed=3, **SMALL)
             for _ in range(2)]
     for a, b in zip(runs[0].model.trainable_variables, runs[1].model.trainable_variables):

@@ -87,12 +87,12 @@ def test_loaded_model_reproduces_the_manifest_test_elbo(models, name):
 
 def test_is_reference_agrees_with_quadrature_on_a_2d_latent_model(models, tmp_path):
     model = models["pinwheel-gaussian-d2"]
-    x = datasets.load_data(model_name := "pinwheel-gaussian-d2", "test")[:16]
+    x = datasets.load_data(model_name := "pinwheel-gaussian-d2", "test")[:12]
     exact, exact_se = reference_log_marginal(model, x, method="exact", cache_dir=tmp_path)
     assert np.all(exact_se == 0)
     log_p, se = reference_log_marginal(model, x, method="is", cache_dir=tmp_path)
     assert np.all(se > 0) and np.all(se < 0.05), model_name
-    # 16 points at 4.5 SE: a false alarm has probability < 1e-4. The 2e-4 covers the
+    # 12 points at 4.5 SE: a false alarm has probability < 1e-4. The 2e-4 covers the
     # quadrature's own error (~1e-4) and float32 round-off in the logsumexp.
     np.testing.assert_array_less(np.abs(log_p - exact), 4.5 * se + 2e-4)
 
@@ -101,13 +101,14 @@ def test_delta_method_se_matches_the_spread_of_repeats(models, tmp_path):
     """The delta-method SE (from one run's weights) predicts the scatter across independent runs."""
     model, x = models["digits-bernoulli-d8"], datasets.load_data("digits-bernoulli", "test")[:16]
     runs, ses = [], []
-    for r in range(8):
+    for r in range(6):
         lp, se = reference_log_marginal(model, x, num_samples=2000, seed=r, cache=False)
         runs.append(lp)
         ses.append(se)
     predicted = np.mean(np.square(ses))  # mean over points and runs of the SE^2
-    observed = np.mean(np.var(np.stack(runs), axis=0, ddof=1))  # 16 x 7 degrees of freedom
-    # A chi-square with 112 dof has relative sd 0.13; the band 0.5 .. 2 is > 4 sd wide.
+    observed = np.mean(np.var(np.stack(runs), axis=0, ddof=1))  # 16 x 5 degrees of freedom
+    # A chi-square with 80 dof has relative sd 0.16 (more with per-point spread in the variance);
+    # the band 0.5 .. 2 is > 3 sd wide on each side. Measured: 1.0 on both digits models.
     assert 0.5 < observed / predicted < 2.0
 
 
