@@ -422,7 +422,8 @@ def evaluate_model(model, data_name):
     log_p, se = reference_log_marginal(model, x_test)
     out["test_log_p"] = float(np.mean(log_p))
     out["test_log_p_se"] = float(np.sqrt(np.sum(se ** 2)) / len(se))
-    out["test_log_p_method"] = "quadrature" if model.latent_dim <= 2 else "posterior_is 1e5"
+    out["test_log_p_method"] = ("quadrature" if model.latent_dim <= 2
+                                else "adaptive IS, 1e5 samples per point")
     out["elbo_gap"] = out["test_log_p"] - out["test_elbo"]
     out["baseline_test_log_p"] = float(np.mean(datasets.independent_baseline_log_p(data_name)))
     var = {m: variance_at(model, x_test, m, VARIANCE_M, VARIANCE_REPEATS) for m in

@@ -87,3 +87,17 @@ def test_bad_settings_raise(kwargs, match):
     x = load_data("pinwheel", "train")[:64]
     with pytest.raises(ValueError, match=match):
         train(x, latent_dim=2, likelihood="gaussian", epochs=1, **kwargs, **SMALL)
+
+
+def test_train_named_writes_a_loadable_model(tmp_path):
+    from estimators import zoo
+    from estimators.train import train_named
+    info = train_named("pinwheel-gaussian-d2", tmp_path, epochs=1, progress=False, evaluate=False)
+    assert info["reproduce"]["command"] == "estimators train pinwheel-gaussian-d2 --epochs 1"
+    assert zoo.available_models(tmp_path) == ["pinwheel-gaussian-d2"]
+    model = zoo.load_model("pinwheel-gaussian-d2", tmp_path)
+    assert zoo.manifest("pinwheel-gaussian-d2", tmp_path)["training"]["epochs_run"] == 1
+    x = load_data("pinwheel-gaussian-d2", "test")[:4]
+    assert np.all(np.isfinite(model.amortized_posterior(x).mean().numpy()))
+    with pytest.raises(ValueError, match="no recipe"):
+        train_named("digits-d3", tmp_path)
