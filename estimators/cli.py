@@ -4,6 +4,7 @@
                    [--num-samples 1,4,16] [--repeats R] [--seed S] [--out reports/NAME] [--quiet]
     estimators report RESULTS_DIR
     estimators compare OLD_DIR NEW_DIR [--metric rmse] [--threshold 1.5] [--fail-on-regression]
+    estimators train NAME [--out DIR] [--epochs N] [--seed S] [--no-evaluate] [--quiet]
     estimators list
 
 TensorFlow is imported only inside ``run`` (and ``train``), so ``report``, ``compare``, ``list``
@@ -160,14 +161,28 @@ def list_():
 
 
 # --------------------------------------------------------------------------- train
-# `estimators train ...` (fit decoders and encoders, save them for reuse; DESIGN §6) belongs
-# here. It lives in estimators/train.py; register it like the commands above, importing
-# TensorFlow inside the function body so the other commands stay fast:
-#
-#     @app.command()
-#     def train(...):
-#         """Fit a model's decoder and encoder and save them to the zoo."""
-#         from estimators.train import ...
+
+@app.command()
+def train(
+    name: str = typer.Argument(..., help="zoo model to (re)train, e.g. digits-gaussian-d8"),
+    out: Optional[Path] = typer.Option(None, help="folder for NAME.npz + NAME.json "
+                                       "(default: the package's zoo, replacing the shipped files)"),
+    epochs: Optional[int] = typer.Option(None, help="maximum epochs (default: the recipe's)"),
+    seed: Optional[int] = typer.Option(None, help="training seed (default: the recipe's)"),
+    evaluate: bool = typer.Option(True, help="score the trained model (test ELBO, reference log p)"),
+    quiet: bool = typer.Option(False, help="no progress bar"),
+):
+    """Fit a zoo model's decoder and encoder from its recipe and save them for reuse."""
+    from estimators.train import RECIPES, train_named
+    if name not in RECIPES:
+        _fail(f"unknown model {name!r}; trainable: {', '.join(sorted(RECIPES))}", USAGE_ERROR)
+    if epochs is not None and epochs <= 0:
+        _fail(f"--epochs must be positive; got {epochs}", USAGE_ERROR)
+    started = time.perf_counter()
+    result = train_named(name, out, epochs=epochs, seed=seed, progress=not quiet, evaluate=evaluate)
+    console.print(f"trained {name} in {time.perf_counter() - started:.0f} s")
+    for key, value in (result.get("results") or {}).items():
+        console.print(f"  {key}: {value}", highlight=False)
 
 
 # --------------------------------------------------------------------------- helpers

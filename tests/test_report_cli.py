@@ -105,3 +105,14 @@ def test_report_rerenders_without_tensorflow(quick_run):
             "sys.exit('tensorflow' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
     assert (out / "bias_vs_M.png").exists() and (out / "report.md").exists()
+
+
+def test_train_command_saves_a_loadable_model(tmp_path):
+    from estimators import load_model
+    result = runner.invoke(app, ["train", "pinwheel-gaussian-d2", "--out", str(tmp_path),
+                                 "--epochs", "2", "--no-evaluate", "--quiet"])
+    assert result.exit_code == 0, result.output
+    model = load_model("pinwheel-gaussian-d2", directory=tmp_path)
+    assert model.data_dim == 2 and model.amortized_posterior is not None
+    bad = runner.invoke(app, ["train", "no-such-model"])
+    assert bad.exit_code == 2 and "unknown model 'no-such-model'" in bad.output
