@@ -14,16 +14,16 @@ lower as better, and every quantity here is one where lower is better:
     track_m_over_ess    mean over points and repeats of M / ESS (Kish)      >= 1; 1 = perfect weights
 
 For ``elbo`` the "bias" is the ELBO's gap below log p(x) (the KL divergence to the posterior).
+The infinite mixture's posterior_is/elbo use the fixed linear q(z|x) of ``common.py``.
+Values are rounded to well below any meaningful change (1e-4 nats, 1e-6 nats^2), so float32
+round-off, e.g. from reordered operations, is not reported as a change.
 
 Reading a comparison: log p^ is biased low (E log p^ <= log p(x), Jensen), so a bug that pushes
 estimates up can shrink |bias| at small M and be listed as an *improvement*. At fixed seeds an
 accuracy number only moves when the code does, so treat unexpected improvements as suspect too.
 The exact cases (``posterior_is`` and ``elbo`` with the exact posterior of the GMM and
-linear-Gaussian models: |bias| = variance = 0, M/ESS = 1) are the sharpest sentinels: any shift of
-the estimate in either direction shows up there as a change from 0.
-Values are rounded to well below any meaningful change (1e-4 nats, 1e-6 nats^2) so float32
-round-off, e.g. from reordered operations, is not reported as a change. Where the estimator is
-exact (posterior_is with an exact posterior) the numbers are 0, 0 and 1.
+linear-Gaussian models: |bias| = variance = 0, M/ESS = 1) are the sharpest sentinels: any shift
+of the estimate, in either direction, shows up there as a change from 0.
 """
 import numpy as np
 

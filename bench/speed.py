@@ -4,8 +4,7 @@ Each call estimates log p(x) for NUM_POINTS = 32 data points with M samples per 
 compilation happens in ``setup`` (a warm-up call at M = 1: one compiled function serves every M),
 so the timed call is sampling, log weights and the chunked reduction, plus the fixed Python cost
 of a call. M = 1 shows that fixed cost (it still runs one chunk of 256 samples); M = 2^16 shows
-the per-sample throughput (256 chunks). A 2x slowdown in either shows up as a 2x ratio here.
-Compilation itself is timed separately, in ``compile.py``.
+the per-sample throughput (256 chunks). Compilation itself is timed in ``compilation.py``.
 """
 from estimators import estimate
 
