@@ -95,7 +95,9 @@ def _resolve_proposal(model, x, method, proposal, seed):
             raise ValueError("naive_mc samples from the prior; pass proposal= to prior_is instead")
         return None, None
     if method == "prior_is":
-        q = default_prior_proposal(model, x, seed) if proposal is None else proposal
+        if proposal is None:  # the default is built inside the compiled function (no eager cost)
+            return None, None
+        q = proposal
         if not isinstance(q, tfd.Distribution):
             raise ValueError(f"prior_is needs a tfp Distribution over z as proposal; got {type(q).__name__}")
         _check_event(model, q, "the prior_is proposal")
@@ -165,7 +167,8 @@ def _snis_moments(model, x, seed, num_samples):
 def compiled_estimator(model, method, posterior, chunk_size, jit_compile=True):
     """The cached compiled function for (model, method, posterior, chunk_size, jit_compile).
 
-    Signature: fn(x [N, D], num_samples int32 [], seed int64 [2], proposal or None)
+    Signature: fn(x [N, D], num_samples int32 [], seed int64 [2], proposal or None)  (prior_is
+    with proposal None builds the default, moment-matched to x, inside the compiled function)
     -> (estimate [N], ess [N]). ``proposal`` is a TFP distribution, i.e. a CompositeTensor: a new
     proposal with the same structure reuses the trace. ``posterior`` (posterior_is, elbo; None
     means the model's default) is compiled in, so a different callable gets its own function.
@@ -196,6 +199,8 @@ def compiled_estimator(model, method, posterior, chunk_size, jit_compile=True):
         n = tf.shape(x)[0]
         if posterior_fn is not None:
             q = posterior_fn(x)  # built once, outside the loop: the encoder runs once per call
+        elif method == "prior_is" and q is None:
+            q = default_prior_proposal(model, x, seed)
         num_chunks = (num_samples + chunk_size - 1) // chunk_size
         neg_inf = tf.fill([n], tf.constant(-np.inf, dtype))
         zeros = tf.zeros([n], dtype)
