@@ -189,10 +189,10 @@ def compiled_estimator(model, method, posterior, chunk_size, jit_compile=True):
             z = sampling.sample(model.prior, [size, tf.shape(x)[0]], seed)
             return model.likelihood(z).log_prob(x)
         if method == "prior_is":
-            z = sampling.sample(q, [size, tf.shape(x)[0]], seed)
+            z, log_q = sampling.sample_and_log_prob(q, [size, tf.shape(x)[0]], seed)
         else:  # q(z | x) has batch shape [N]
-            z = sampling.sample(q, [size], seed)
-        return model.prior.log_prob(z) + model.likelihood(z).log_prob(x) - q.log_prob(z)
+            z, log_q = sampling.sample_and_log_prob(q, [size], seed)
+        return model.prior.log_prob(z) + model.likelihood(z).log_prob(x) - log_q
 
     def run(x, num_samples, seed, q):
         dtype = model.dtype

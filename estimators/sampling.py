@@ -61,6 +61,26 @@ def sample(dist, sample_shape, seed):
     return dist.sample(sample_shape, seed=tf.cast(seed, tf.int32))
 
 
+def sample_and_log_prob(dist, sample_shape, seed):
+    """(z, log q(z)) for ``sample_shape`` draws of ``dist``.
+
+    For a multivariate normal z = loc + L eps, so log q(z) = log N(eps; 0, I) - log|det L|:
+    no triangular solve (the costly part of ``log_prob``, 2-3x the whole estimator's time for
+    a full-covariance proposal). Other distributions use their own ``log_prob``.
+    """
+    if isinstance(dist, tfd.MultivariateNormalLinearOperator):
+        sample_shape = tf.reshape(tf.convert_to_tensor(sample_shape, tf.int32), [-1])
+        eps = standard_normal(_full_shape(dist, sample_shape), seed, dist.dtype)
+        z = dist.scale.matvec(eps)
+        z = z if dist.loc is None else z + dist.loc
+        dim = tf.cast(tf.shape(eps)[-1], dist.dtype)
+        log_q = (-0.5 * tf.reduce_sum(tf.square(eps), axis=-1) - 0.5 * dim * np.log(2 * np.pi)
+                 - dist.scale.log_abs_determinant())
+        return z, log_q
+    z = sample(dist, sample_shape, seed)
+    return z, dist.log_prob(z)
+
+
 def _uniform(shape, seed, dtype):
     """U(0, 1) excluding 0, so log(U) is finite."""
     tiny = np.finfo(dtype.as_numpy_dtype).tiny
