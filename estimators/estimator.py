@@ -110,10 +110,16 @@ def _resolve_proposal(model, x, method, proposal, seed):
         raise ValueError(f"{method} needs a callable x -> distribution as proposal; got {type(posterior).__name__}")
     # Building q(x[:1]) eagerly costs 3-40 ms, more than a compiled call at small M: check once
     # per posterior, when its compiled function is first built (see compiled_estimator).
-    checked = model.__dict__.setdefault("_checked_posteriors", {})
+    checked = model.__dict__.setdefault("_cache_checked_posteriors", {})
     key = (method, _callable_key(posterior))
     if key not in checked or checked[key] != posterior:
-        _check_event(model, posterior(x[:1]), f"the {method} proposal")
+        q = posterior(tf.concat([x[:1], x[:1]], axis=0))  # two rows: a batch of [] would broadcast
+        if not isinstance(q, tfd.Distribution):
+            raise ValueError(f"the {method} proposal must return a tfp Distribution; got {type(q).__name__}")
+        _check_event(model, q, f"the {method} proposal")
+        if q.batch_shape.as_list() != [2]:
+            raise ValueError(f"the {method} proposal must have batch shape [N] (one q(z|x) per row "
+                             f"of x); for 2 rows it has batch shape {q.batch_shape.as_list()}")
         checked[key] = posterior
     return None, posterior
 
@@ -178,7 +184,7 @@ def compiled_estimator(model, method, posterior, chunk_size, jit_compile=True):
     if method in ("posterior_is", "elbo"):
         posterior_fn = posterior if posterior is not None else default_posterior(model)
     # The cache lives on the model (bypassing tf.Module's attribute tracking), so it dies with it.
-    cache = model.__dict__.setdefault("_compiled_estimators", {})
+    cache = model.__dict__.setdefault("_cache_compiled_estimators", {})
     key = (method, _callable_key(posterior_fn), chunk_size, jit_compile)
     if key in cache and cache[key][0] == posterior_fn:  # a reused id of a dead object does not count
         return cache[key][1]
@@ -201,7 +207,7 @@ def compiled_estimator(model, method, posterior, chunk_size, jit_compile=True):
             q = posterior_fn(x)  # built once, outside the loop: the encoder runs once per call
         elif method == "prior_is" and q is None:
             q = default_prior_proposal(model, x, seed)
-        num_chunks = (num_samples + chunk_size - 1) // chunk_size
+        num_chunks = num_samples // chunk_size + tf.cast(num_samples % chunk_size > 0, tf.int32)
         neg_inf = tf.fill([n], tf.constant(-np.inf, dtype))
         zeros = tf.zeros([n], dtype)
 
@@ -209,7 +215,8 @@ def compiled_estimator(model, method, posterior, chunk_size, jit_compile=True):
             chunk_seed = tf.random.experimental.stateless_fold_in(seed, i, alg=sampling.RNG_ALG)
             lw = log_weights(x, q, chunk_seed, chunk_size)
             # The last chunk may overhang M: its extra samples get weight 0 (log w = -inf).
-            valid = (i * chunk_size + tf.range(chunk_size)) < num_samples
+            index = tf.cast(i, tf.int64) * chunk_size + tf.range(chunk_size, dtype=tf.int64)
+            valid = index < tf.cast(num_samples, tf.int64)  # int64: M near 2^31 must not wrap
             lw = tf.where(valid[:, None], lw, -np.inf)
             m1, s1 = _running_logsumexp(m1, s1, lw)
             m2, s2 = _running_logsumexp(m2, s2, 2.0 * lw)

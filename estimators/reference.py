@@ -232,7 +232,7 @@ def _is_pass(model):
     sums kept relative to a running max of log w, so nothing overflows and memory is flat in M.
     Written apart from ``estimate`` on purpose: the reference does not share the code it scores.
     """
-    cache = model.__dict__.setdefault("_reference_is_pass", {})
+    cache = model.__dict__.setdefault("_cache_reference_is_pass", {})
     if "fn" in cache:
         return cache["fn"]
 

@@ -352,7 +352,7 @@ def model_fingerprint(model, x):
     leaves = model._flatten(predicate=lambda v: isinstance(v, (tf.Tensor, tf.Variable)),
                             with_path=True)
     for path, value in sorted(leaves, key=lambda leaf: str(leaf[0])):
-        if str(path[0]).startswith("_compiled"):
+        if str(path[0]).startswith("_cache"):  # caches the library keeps on a model, not parameters
             continue
         digest.update(str(path).encode())
         digest.update(np.ascontiguousarray(value.numpy()).tobytes())

@@ -241,6 +241,9 @@ def test_amortized_posterior_is_used_by_default():
     (dict(method="prior_is", proposal="prior"), "tfp Distribution"),
     (dict(method="posterior_is", proposal=lambda x: tfd.MultivariateNormalDiag(tf.zeros([1, 3]), tf.ones([1, 3]))), "event shape \\[3\\]"),
     (dict(method="naive_mc", proposal=tfd.MultivariateNormalDiag(tf.zeros(2), tf.ones(2))), "prior_is instead"),
+    (dict(method="posterior_is", proposal=lambda x: tfd.MultivariateNormalDiag(tf.zeros(2), tf.ones(2))), "batch shape \\[N\\]"),
+    (dict(method="elbo", proposal=lambda x: "not a distribution"), "must return a tfp Distribution"),
+    (dict(x=np.full((1, 5), 1e39)), "too large for float32"),
     (dict(chunk_size=0), "chunk_size"),
     (dict(seed=[1, 2, 3]), "seed"),
 ])

@@ -64,7 +64,10 @@ class LatentVariableModel(tf.Module):
         if bad.any():
             rows = np.unique(np.nonzero(bad)[0])
             raise ValueError(f"x contains NaN or inf in {len(rows)} row(s), first at row {rows[0]}")
-        return tf.constant(arr, dtype=self.dtype)
+        x = tf.constant(arr, dtype=self.dtype)
+        if not np.all(np.isfinite(x.numpy())):
+            raise ValueError(f"x has values too large for {self.dtype.name} (max |x| = {np.abs(arr).max():.3g})")
+        return x
 
 
 def as_seed(seed):
