@@ -1,10 +1,11 @@
 """Models: closed forms against independent computations, quadrature against closed forms."""
 import numpy as np
 import pytest
+import scipy.special
 import scipy.stats
 import tensorflow as tf
 
-from estimators import AmortizedPosterior, GaussianMixture, InfiniteMixture, LinearGaussian, MLP
+from estimators import AmortizedPosterior, GaussianMixture, InfiniteMixture, LinearGaussian, MLP, quadrature
 from conftest import linear_infinite_mixture, make_gmm, make_linear_gaussian, make_nonlinear
 
 
@@ -53,6 +54,45 @@ def test_quadrature_matches_linear_gaussian_closed_form(d, sigma):
     x = lg.sample(30, seed=3)
     err = np.abs(linear_infinite_mixture(lg).log_marginal(x).numpy() - lg.log_marginal(x).numpy())
     assert err.max() < 1e-6
+
+
+@pytest.mark.parametrize("sigma", [0.003, 0.001])
+def test_quadrature_zooms_in_on_very_narrow_posteriors(sigma):
+    # D = 64, posterior sd ~ sigma / 8: hundreds of times narrower than the first grid's spacing.
+    lg = make_linear_gaussian(D=64, d=2, sigma=sigma, dtype=tf.float64, seed=2)
+    x = lg.sample(5, seed=3)
+    log_p, error = quadrature.log_marginal_and_error(linear_infinite_mixture(lg), x)
+    assert np.abs(log_p.numpy() - lg.log_marginal(x).numpy()).max() < 1e-6
+    assert error.numpy().max() < 1e-6
+
+
+class Square(tf.Module):
+    """g(z) = z^2 (elementwise): the posterior of x > 0 has two modes per dimension, at +-sqrt(x)."""
+
+    def __call__(self, z):
+        return tf.square(z)
+
+
+def test_quadrature_on_a_bimodal_posterior_matches_brute_force():
+    sigma = 0.01
+    model = InfiniteMixture(Square(), 1, data_dim=1, scale=sigma, dtype=tf.float64)
+    x = np.array([[4.0], [1.0], [0.3]])
+    log_p, error = quadrature.log_marginal_and_error(model, x)
+    z = np.linspace(-8, 8, 800_001)  # brute force: a dense trapezoid, spacing 2e-5 << sd 1e-3
+    log_joint = (scipy.stats.norm.logpdf(z)[None, :]
+                 + scipy.stats.norm.logpdf(x, loc=z[None, :] ** 2, scale=sigma))
+    brute = scipy.special.logsumexp(log_joint, axis=1) + np.log(z[1] - z[0])
+    np.testing.assert_allclose(log_p.numpy(), brute, atol=1e-7)
+    assert np.all(error.numpy() < 1e-6)
+
+
+def test_quadrature_2d_bimodal_is_the_product_of_1d():
+    m1 = InfiniteMixture(Square(), 1, data_dim=1, scale=0.1, dtype=tf.float64)
+    m2 = InfiniteMixture(Square(), 2, data_dim=2, scale=0.1, dtype=tf.float64)
+    log_p1 = quadrature.log_marginal(m1, np.array([[4.0], [1.0]])).numpy()
+    log_p2, error = quadrature.log_marginal_and_error(m2, np.array([[4.0, 4.0], [1.0, 1.0]]))
+    np.testing.assert_allclose(log_p2.numpy(), 2 * log_p1, atol=1e-6)
+    assert np.all(error.numpy() < 1e-5)
 
 
 def test_quadrature_float32_within_1e4_nats():

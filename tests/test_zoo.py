@@ -89,12 +89,12 @@ def test_is_reference_agrees_with_quadrature_on_a_2d_latent_model(models, tmp_pa
     model = models["pinwheel-gaussian-d2"]
     x = datasets.load_data(model_name := "pinwheel-gaussian-d2", "test")[:12]
     exact, exact_se = reference_log_marginal(model, x, method="exact", cache_dir=tmp_path)
-    assert np.all(exact_se == 0)
+    assert np.all(exact_se < 1e-4)  # the quadrature's own error estimate (float32 round-off)
     log_p, se = reference_log_marginal(model, x, method="is", cache_dir=tmp_path)
     assert np.all(se > 0) and np.all(se < 0.05), model_name
     # 12 points at 4.5 SE: a false alarm has probability < 1e-4. The 2e-4 covers the
     # quadrature's own error (~1e-4) and float32 round-off in the logsumexp.
-    np.testing.assert_array_less(np.abs(log_p - exact), 4.5 * se + 2e-4)
+    np.testing.assert_array_less(np.abs(log_p - exact), 4.5 * np.hypot(se, exact_se) + 2e-4)
 
 
 def test_delta_method_se_matches_the_spread_of_repeats(models, tmp_path):
