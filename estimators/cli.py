@@ -94,6 +94,8 @@ def run(
         _fail(str(err), RESULTS_ERROR)
     except ValueError as err:
         _fail(str(err), USAGE_ERROR)
+    except OSError as err:  # e.g. an --out that cannot be created or written
+        _fail(f"cannot write results: {err}", RESULTS_ERROR)
     except KeyboardInterrupt:
         _fail(f"interrupted; finished cells are saved in {out}/cells: rerun the same command to "
               "resume", 130)

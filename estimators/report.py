@@ -40,7 +40,8 @@ FIGURES = {
 }
 ROUNDOFF_FLOOR = {"abs_bias": ROUNDOFF_BIAS, "variance": ROUNDOFF_VARIANCE, "rmse": ROUNDOFF_BIAS}
 TABLE_COLUMNS = ["model", "method", "num_samples", "bias", "bias_ci_low", "bias_ci_high",
-                 "variance", "rmse", "ess", "seconds", "samples_per_second", "compile_seconds"]
+                 "variance", "rmse", "ess", "seconds", "samples_per_second", "compile_seconds",
+                 "truth_se"]
 
 
 def write_report(df, folder, summary=None):
@@ -186,9 +187,9 @@ def _display_table(summary):
     table["bias 95% CI"] = [f"[{lo:.3g}, {hi:.3g}]" for lo, hi in
                             zip(table.pop("bias_ci_low"), table.pop("bias_ci_high"))]
     table = table[["model", "method", "num_samples", "bias", "bias 95% CI", "variance", "rmse",
-                   "ess", "seconds", "samples_per_second", "compile_seconds"]]
+                   "ess", "seconds", "samples_per_second", "compile_seconds", "truth_se"]]
     return table.rename(columns={"num_samples": "M", "samples_per_second": "samples/s",
-                                 "compile_seconds": "compile s"})
+                                 "compile_seconds": "compile s", "truth_se": "truth SE"})
 
 
 def _slope_table(slopes):
@@ -219,7 +220,9 @@ INTRO = (
     "vectorised, so this is the amortised cost. Slopes are log–log fits over the upper half of "
     "the M range (importance sampling: ≈ −1 for both); the ELBO's bias tends to −KL(q ‖ p(z|x)), "
     "not 0, so it gets no bias slope. compile s: the one-off warm-up (compilation) before a "
-    "cell's first call; 0 where the cell reuses a function compiled for an earlier M.")
+    "cell's first call; 0 where the cell reuses a function compiled for an earlier M. truth SE: "
+    "the reference's own error bar per point (RMS; 0 for a closed form, the quadrature's error "
+    "estimate, or the delta-method SE of high-budget importance sampling); it widens the bias CI.")
 
 
 def render_markdown(attrs, summary, slopes, texts):

@@ -33,7 +33,7 @@ EXACT_RMSE = 1e-5
 SUMMARY_COLUMNS = CELL + [
     "num_points", "repeats", "bias", "bias_ci_low", "bias_ci_high", "variance",
     "variance_ci_low", "variance_ci_high", "rmse", "rmse_ci_low", "rmse_ci_high", "ess",
-    "seconds", "samples_per_second", "compile_seconds", "bias_slope", "variance_slope"]
+    "seconds", "samples_per_second", "compile_seconds", "bias_slope", "variance_slope", "truth_se"]
 
 
 def summarize(df, *, bootstrap=BOOTSTRAP_SAMPLES, seed=0):
@@ -57,7 +57,8 @@ def _cell_statistics(key, cell, rng, bootstrap):
     errors = errors - truth["truth"].to_numpy()[:, None]  # e[n, r]
     num_points, repeats = errors.shape
     if repeats < 2 or np.isnan(errors).any():
-        raise ValueError(f"cell {key} needs >= 2 repeats of every point")
+        raise ValueError(f"cell {key}: needs >= 2 repeats of every point and no NaN estimates "
+                         f"({repeats} repeats, {int(np.isnan(errors).sum())} NaN)")
     seconds = cell["seconds"].mean()
     low, high = _bootstrap_intervals(errors, truth["truth_se"].to_numpy(), rng, bootstrap)
     return {
@@ -68,6 +69,8 @@ def _cell_statistics(key, cell, rng, bootstrap):
         "rmse": np.sqrt(np.mean(errors**2)), "rmse_ci_low": low["rmse"], "rmse_ci_high": high["rmse"],
         "ess": cell["ess"].mean(), "seconds": seconds,
         "samples_per_second": key[2] * num_points / seconds if seconds > 0 else np.nan,
+        # The reference's own error bar: the RMS over points of its standard error (0 = exact).
+        "truth_se": np.sqrt(np.mean(truth["truth_se"].to_numpy() ** 2)),
     }
 
 

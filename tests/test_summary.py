@@ -120,3 +120,12 @@ def test_summary_and_report_do_not_import_tensorflow():
     code = ("import sys, estimators.summary, estimators.report, estimators.results, "
             "estimators.cli; sys.exit('tensorflow' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_summary_reports_the_references_own_error_bar():
+    rows = [dict(model="m", method="naive_mc", num_samples=4, repeat=r, point=p, estimate=-1.0 + 0.1 * r,
+                 truth=-1.0, truth_se=se, ess=1.0, seconds=0.1)
+            for r in range(3) for p, se in enumerate([0.3, 0.4])]
+    from estimators.summary import summarize
+    summary = summarize(pd.DataFrame(rows))
+    assert summary["truth_se"].iloc[0] == pytest.approx(np.sqrt((0.09 + 0.16) / 2))
