@@ -130,6 +130,10 @@ def test_infinite_mixture_likelihood_kinds():
     assert set(np.unique(x)) <= {0.0, 1.0}
     with pytest.raises(ValueError, match="unknown likelihood"):
         InfiniteMixture(MLP([2, 3]), 2, likelihood="poisson")
+    with pytest.raises(ValueError, match="scale must be positive"):
+        InfiniteMixture(MLP([2, 3]), 2, scale=0.0)
+    with pytest.raises(ValueError, match="pass data_dim"):
+        InfiniteMixture(lambda z: z, 2)
 
 
 def test_amortized_posterior_shapes():

@@ -39,7 +39,11 @@ class InfiniteMixture(LatentVariableModel):
         self.dtype = tf.as_dtype(dtype)
         self.heteroscedastic = likelihood == "gaussian" and scale is None and log_scale is None
         if data_dim is None:  # an MLP decoder says its width; heteroscedastic ones emit 2 D
+            if not hasattr(decoder, "out_dim"):
+                raise ValueError("pass data_dim= (the decoder has no out_dim attribute to read it from)")
             data_dim = decoder.out_dim // (2 if self.heteroscedastic else 1)
+        if scale is not None and log_scale is None and np.any(np.asarray(scale, np.float64) <= 0):
+            raise ValueError(f"scale must be positive; got {scale!r}")
         self.data_dim = int(data_dim)
         self.log_scale = log_scale  # a tf.Variable [D] when the per-dimension sigma is learned
         self.scale = None if (scale is None or log_scale is not None) else tf.constant(
