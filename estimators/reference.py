@@ -31,7 +31,6 @@ data and the settings, and written atomically, so repeated sweeps do not recompu
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -41,6 +40,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from estimators import quadrature, sampling
+from estimators.files import atomic_write
 from estimators.estimator import estimate
 from estimators.models import InfiniteMixture
 
@@ -325,14 +325,5 @@ def _cache_path(model, x, settings, include_encoder, cache_dir=None):
 
 
 def _atomic_save(path, **arrays):
-    """Write an npz next to ``path`` and rename it into place: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write an npz atomically: readers never see half a file."""
+    atomic_write(path, lambda f: np.savez(f, **arrays))

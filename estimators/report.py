@@ -22,12 +22,11 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from estimators.results import atomic_write_bytes  # noqa: E402
 from estimators.summary import (ROUNDOFF_BIAS, ROUNDOFF_VARIANCE, fit_slopes,  # noqa: E402
-                                format_seconds, summarize, verdicts)
+                                summarize, verdicts)
 
 FIGURES = {
     "error_vs_time.png": "RMSE of log p̂ against the time of one repeat: for a time budget on the "

@@ -11,12 +11,12 @@ Every write goes to a temporary file in the same folder first and is then rename
 file. Nothing here imports TensorFlow: reports and comparisons load results instantly.
 """
 import json
-import os
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from estimators.files import atomic_write
 
 COLUMNS = ("model", "method", "num_samples", "repeat", "point",
            "estimate", "truth", "truth_se", "ess", "seconds")
@@ -43,14 +43,7 @@ def tidy(df):
 
 def atomic_write_bytes(path, data):
     """Write ``data`` to ``path`` via a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda f: f.write(data))
 
 
 def write_table(df, path, metadata=None):

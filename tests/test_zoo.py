@@ -4,7 +4,6 @@ import pytest
 
 from estimators import data as datasets
 from estimators import zoo
-from estimators.estimator import estimate
 from estimators.reference import model_fingerprint, reference_log_marginal
 
 SHIPPED = ("digits-bernoulli-d8", "digits-gaussian-d8", "pinwheel-gaussian-d2")

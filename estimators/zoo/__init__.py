@@ -11,14 +11,13 @@ Weights are stored under the keys ``decoder/w0, decoder/b0, ...``, ``encoder/w0,
 learned Gaussian scale, ``log_scale``.
 """
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from estimators.models import AmortizedPosterior, InfiniteMixture
+from estimators.files import atomic_write
 from estimators.nn import MLP
 
 ZOO_DIR = Path(__file__).resolve().parent
@@ -84,23 +83,10 @@ def save_model(model, name, directory, info):
     """Write ``<name>.npz`` and ``<name>.json`` (``info`` plus the architecture) atomically."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / f"{name}.npz", lambda f: np.savez_compressed(f, **model_to_arrays(model)))
+    atomic_write(folder / f"{name}.npz", lambda f: np.savez_compressed(f, **model_to_arrays(model)))
     text = json.dumps(info, indent=2, sort_keys=False) + "\n"
-    _atomic_write(folder / f"{name}.json", lambda f: f.write(text.encode()))
+    atomic_write(folder / f"{name}.json", lambda f: f.write(text.encode()))
     return folder / f"{name}.npz", folder / f"{name}.json"
-
-
-def _atomic_write(path, write):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; these are package data
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # ----------------------------------------------------------------------------- evaluation
