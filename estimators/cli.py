@@ -11,6 +11,7 @@ TensorFlow is imported only inside ``run`` (and ``train``), so ``report``, ``com
 and ``--help`` start without it. Bad names or arguments: one line on stderr and exit code 2;
 unreadable or mismatched results: exit code 1.
 """
+import json
 import os
 import time
 from pathlib import Path
@@ -159,6 +160,16 @@ def list_():
     table = Table("method", "proposal", title="methods (--methods a,b)")
     for name in presets.ALL_METHODS:
         table.add_row(name, METHOD_HELP[name])
+    console.print(table)
+    # The shipped models' manifests are plain JSON: listing them needs no TensorFlow.
+    table = Table("model", "data", "test log p(x)", "test ELBO",
+                  title="trained models (estimators.load_model(NAME); the digits preset)")
+    for path in sorted((Path(__file__).parent / "zoo").glob("*.json")):
+        info = json.loads(path.read_text())
+        results = info.get("results", {})
+        table.add_row(info.get("name", path.stem), str(info.get("data", "?")),
+                      f"{results.get('test_log_p', float('nan')):.3f}",
+                      f"{results.get('test_elbo', float('nan')):.3f}")
     console.print(table)
 
 

@@ -86,10 +86,11 @@ def test_corrupt_results_give_a_clear_error(tmp_path):
     assert "unreadable" in result.output and "Traceback" not in result.output
 
 
-def test_list_shows_presets_and_methods():
-    result = runner.invoke(app, ["list"])
+def test_list_shows_presets_methods_and_trained_models():
+    result = runner.invoke(app, ["list"], terminal_width=200)
     assert result.exit_code == 0
-    for name in ("default", "naive_mc", "prior_is", "posterior_is", "elbo"):
+    for name in ("default", "digits", "naive_mc", "prior_is", "posterior_is", "elbo",
+                 "digits-bernoulli-d8", "digits-gaussian-d8", "pinwheel-gaussian-d2"):
         assert name in result.output
 
 
