@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from estimators import methods as registry
 from estimators import presets
 from estimators.results import ResultsError, load_results
 
@@ -29,12 +30,6 @@ app = typer.Typer(help="Bias, variance and speed of Monte Carlo estimators of lo
 console = Console()
 errors = Console(stderr=True)
 
-METHOD_HELP = {
-    "naive_mc": "proposal = the prior p(z)",
-    "prior_is": "a fixed q(z), moment-matched to the aggregate posterior (ignores x)",
-    "posterior_is": "q = p(z|x) where exact, else the amortized q_phi(z|x)",
-    "elbo": "mean log weight under the posterior_is proposal: a lower bound",
-}
 USAGE_ERROR, RESULTS_ERROR = 2, 1
 
 
@@ -45,6 +40,18 @@ def _fail(message, code):
 
 def _names(value):
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _method_specs(value):
+    """Split --methods on commas, keeping a spec's options together: in
+    "naive_mc,ais:steps=10,schedule=linear" the piece "schedule=linear" belongs to the ais spec."""
+    specs = []
+    for piece in _names(value) or []:
+        if "=" in piece and ":" not in piece and specs:
+            specs[-1] += "," + piece
+        else:
+            specs.append(piece)
+    return specs or None
 
 
 def _integers(value):
@@ -69,14 +76,15 @@ def run(
                                        help="XLA or graph mode [default: XLA on GPU, graph on CPU]"),
 ):
     """Sweep a preset's models x methods x M, then write the report. Rerun to resume."""
-    method_list, sample_list = _names(methods), _integers(num_samples)
+    method_list, sample_list = _method_specs(methods), _integers(num_samples)
     if preset not in presets.PRESETS:
         _fail(f"unknown preset {preset!r}; choose from {', '.join(sorted(presets.PRESETS))}",
               USAGE_ERROR)
-    unknown = [m for m in method_list or [] if m not in presets.ALL_METHODS]
-    if unknown:
-        _fail(f"unknown method(s) {', '.join(unknown)}; choose from "
-              f"{', '.join(presets.ALL_METHODS)}", USAGE_ERROR)
+    for method in method_list or []:
+        try:
+            registry.parse(method)
+        except ValueError as err:
+            _fail(str(err), USAGE_ERROR)
     out = out or Path("reports") / (f"{preset}-quick" if quick else preset)
     started = time.perf_counter()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
@@ -88,7 +96,7 @@ def run(
         df = sweep(chosen.models, chosen.methods, chosen.num_samples, chosen.repeats,
                    chosen.data, seed, out=out, progress=not quiet,
                    jit_compile="auto" if xla is None else xla, min_chunk=chosen.min_chunk,
-                   metadata={"preset": preset, "quick": quick})
+                   metadata={"preset": preset, "quick": quick}, latents=chosen.latents)
     except presets.UnknownNameError as err:
         _fail(str(err), USAGE_ERROR)
     except ResultsError as err:
@@ -157,10 +165,18 @@ def list_():
     for name in sorted(presets.PRESETS):
         table.add_row(name, presets.describe(name))
     console.print(table)
-    table = Table("method", "proposal", title="methods (--methods a,b)")
-    for name in presets.ALL_METHODS:
-        table.add_row(name, METHOD_HELP[name])
-    console.print(table)
+    # Methods as plain lines: their descriptions and options do not fit a table's columns.
+    console.print("\nmethods (--methods a,b; with options as a spec: ais:steps=1000,schedule=linear)",
+                  style="italic", highlight=False)
+    for row in registry.table():
+        console.print(f"  [bold]{row['method']}[/bold]: {row['description']}", highlight=False,
+                      soft_wrap=True)
+        console.print(f"      returns {row['returns']}, a {row['bound']}; num_samples counts "
+                      f"{row['num_samples']}; cost per point {row['cost']}; needs "
+                      f"{row['needs']}", highlight=False, soft_wrap=True)
+        if row["options"] != "-":
+            console.print(f"      options: {row['options']}", highlight=False, soft_wrap=True)
+    console.print()
     # The shipped models' manifests are plain JSON: listing them needs no TensorFlow.
     table = Table("model", "data", "test log p(x)", "test ELBO",
                   title="trained models (estimators.load_model(NAME); the digits preset)")

@@ -7,7 +7,7 @@ A preset is a function ``quick -> Preset`` registered under a name:
         '''One line that ``estimators list`` shows.'''
         model = ...                                    # import TensorFlow inside the function,
         return Preset(models={"m": model},             # so `estimators list` stays instant
-                      data={"m": x}, methods=METHODS, num_samples=[1, 16, 256], repeats=32)
+                      data={"m": x}, methods=["naive_mc", "posterior_is"], num_samples=[1, 16, 256], repeats=32)
 
 ``get_preset(name, quick=True)`` applies ``shrink`` to any preset (a smoke run of seconds), so a
 preset only needs to honour ``quick`` when even building it is slow (e.g. loading big data).
@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-ALL_METHODS = ("naive_mc", "prior_is", "posterior_is", "elbo")  # = estimator.METHODS (tested)
+from estimators import methods as registry
+
 QUICK_REPEATS = 4
 QUICK_POINTS = 16
 QUICK_MAX_SAMPLES = 16
@@ -27,11 +28,14 @@ class Preset:
     """A sweep's inputs: ``sweep(p.models, p.methods, p.num_samples, p.repeats, p.data)``."""
     models: dict  # name -> model
     data: dict  # name -> x [N, D] (numpy)
-    methods: tuple = ALL_METHODS
-    num_samples: list = field(default_factory=lambda: [4**k for k in range(7)])
+    # names or specs from estimators.methods (default: the registry's textbook IS methods)
+    methods: tuple = field(default_factory=lambda: tuple(registry.preset_default_names()))
+    # the M values, or {method: [M, ...]} where methods need different budgets (AIS: K chains)
+    num_samples: object = field(default_factory=lambda: [4**k for k in range(7)])
     repeats: int = 32
     description: str = ""
     min_chunk: int = 1  # see sweep(): > 1 shares one compilation across small M
+    latents: dict = field(default_factory=dict)  # name -> z [N, d]: exact posterior draws (bdmc)
 
 
 PRESETS = {}  # name -> function(quick: bool) -> Preset
@@ -67,10 +71,19 @@ def get_preset(name, quick=False):
 def shrink(preset):
     """A smoke-run version: M <= 16 (at most three values), 4 repeats, 16 data points, and one
     compiled function per (model, method) (chunk 16 for every M: its timings are not meaningful)."""
-    small = [m for m in preset.num_samples if m <= QUICK_MAX_SAMPLES][:3] or preset.num_samples[:1]
-    return replace(preset, num_samples=small, repeats=min(preset.repeats, QUICK_REPEATS),
-                   min_chunk=max(small),
-                   data={k: np.asarray(x)[:QUICK_POINTS] for k, x in preset.data.items()})
+    def small(values):
+        return [m for m in values if m <= QUICK_MAX_SAMPLES][:3] or list(values)[:1]
+
+    if isinstance(preset.num_samples, dict):
+        num_samples = {method: small(values) for method, values in preset.num_samples.items()}
+        largest = max(max(v) for v in num_samples.values())
+    else:
+        num_samples = small(preset.num_samples)
+        largest = max(num_samples)
+    return replace(preset, num_samples=num_samples, repeats=min(preset.repeats, QUICK_REPEATS),
+                   min_chunk=largest,
+                   data={k: np.asarray(x)[:QUICK_POINTS] for k, x in preset.data.items()},
+                   latents={k: np.asarray(z)[:QUICK_POINTS] for k, z in preset.latents.items()})
 
 
 def select(preset, models=None, methods=None, num_samples=None, repeats=None):
@@ -83,10 +96,11 @@ def select(preset, models=None, methods=None, num_samples=None, repeats=None):
         preset = replace(preset, models={m: preset.models[m] for m in models},
                          data={m: preset.data[m] for m in models})
     if methods:
-        unknown = [m for m in methods if m not in ALL_METHODS]
-        if unknown:
-            raise UnknownNameError(f"unknown method(s) {', '.join(unknown)}; choose from "
-                                   f"{', '.join(ALL_METHODS)}")
+        for method in methods:
+            try:
+                registry.parse(method)
+            except ValueError as err:
+                raise UnknownNameError(str(err)) from None
         preset = replace(preset, methods=tuple(methods))
     if num_samples:
         preset = replace(preset, num_samples=list(num_samples))

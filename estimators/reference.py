@@ -43,6 +43,7 @@ from estimators import quadrature, sampling
 from estimators.files import atomic_write
 from estimators.estimator import estimate
 from estimators.models import InfiniteMixture
+from estimators.models.base import model_cache
 
 tfd = tfp.distributions
 
@@ -235,7 +236,7 @@ def _is_pass(model):
     sums kept relative to a running max of log w, so nothing overflows and memory is flat in M.
     Written apart from ``estimate`` on purpose: the reference does not share the code it scores.
     """
-    cache = model.__dict__.setdefault("_cache_reference_is_pass", {})
+    cache = model_cache(model, "reference_is_pass")
     if "fn" in cache:
         return cache["fn"]
 

@@ -19,10 +19,14 @@ import pyarrow.parquet as pq
 from estimators.files import atomic_write
 
 COLUMNS = ("model", "method", "num_samples", "repeat", "point",
-           "estimate", "truth", "truth_se", "ess", "seconds")
+           "estimate", "truth", "truth_se", "ess", "khat", "accept", "stages", "seconds",
+           "evaluations")
 DTYPES = {"model": "str", "method": "str", "num_samples": "int64", "repeat": "int64",
           "point": "int64", "estimate": "float64", "truth": "float64", "truth_se": "float64",
-          "ess": "float64", "seconds": "float64"}
+          "ess": "float64", "khat": "float64", "accept": "float64", "stages": "float64",
+          "seconds": "float64", "evaluations": "float64"}
+# Diagnostics that older tables lack, and methods without them: NaN.
+OPTIONAL = ("khat", "accept", "stages", "evaluations")
 METADATA_KEY = b"estimators"
 RESULTS_FILE = "results.parquet"
 
@@ -33,11 +37,15 @@ class ResultsError(Exception):
 
 def tidy(df):
     """``df`` restricted to ``COLUMNS`` in order, with the canonical dtypes (attrs kept)."""
+    attrs = dict(df.attrs)
+    absent = [c for c in OPTIONAL if c not in df.columns]
+    if absent:
+        df = df.assign(**{c: float("nan") for c in absent})
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ResultsError(f"results table lacks column(s) {', '.join(missing)}")
     out = df.loc[:, list(COLUMNS)].astype(DTYPES)
-    out.attrs = dict(df.attrs)
+    out.attrs = attrs
     return out
 
 

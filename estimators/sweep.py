@@ -48,7 +48,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from estimators.estimator import METHODS, default_prior_proposal, estimate
+from estimators import methods as registry
+from estimators.estimator import default_prior_proposal, estimate
 from estimators.models.base import as_seed
 from estimators.reference import reference_log_marginal
 from estimators.results import (RESULTS_FILE, ResultsError, read_metadata, read_table,
@@ -57,20 +58,26 @@ from estimators.results import (RESULTS_FILE, ResultsError, read_metadata, read_
 CELLS_DIR = "cells"
 TRUTHS_DIR = "truths"
 ROW_CHUNK_BUDGET = 2**20  # rows × chunk size of one call: bounds the memory of a chunk
-RESULTS_VERSION = 1  # bump when the meaning of stored numbers changes
+RESULTS_VERSION = 2  # bump when the meaning of stored numbers changes (2: method specs, diagnostics)
 PACKAGES = ("estimators", "tensorflow", "tensorflow-probability", "numpy", "scipy", "pandas",
             "pyarrow", "matplotlib", "seaborn")
 RECORDED_ENV_VARS = ("TF_ENABLE_ONEDNN_OPTS", "TF_XLA_FLAGS", "CUDA_VISIBLE_DEVICES",
                      "OMP_NUM_THREADS", "OPENBLAS_CORETYPE")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+DIAGNOSTICS = ("ess", "khat", "accept", "stages")  # per-point columns; NaN where a method has none
 
 
 def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, progress=True,
-          jit_compile="auto", min_chunk=1, max_chunk=256, metadata=None):
+          jit_compile="auto", min_chunk=1, max_chunk=256, metadata=None, latents=None):
     """Run every (model, method, M) cell ``repeats`` times; return the tidy table of DESIGN §4.
 
-    models: {name: model}; data: {name: x [N, D]} (a key per model); methods: names of
-    ``METHODS``; num_samples: the M values; seed: int. ``jit_compile``: True (XLA), False (graph)
+    models: {name: model}; data: {name: x [N, D]} (a key per model); methods: names or specs
+    from ``estimators.methods`` (stored in canonical form); num_samples: the M values (K chains
+    for AIS), or {method: [M, ...]}; seed: int. ``latents``: {name: z [N, d]}, exact posterior
+    draws of the data (simulated with ``model.sample(..., return_latents=True)``) for ``bdmc``.
+    A method that does not apply to a model (AIS on a GMM; bdmc without exact posterior draws)
+    is skipped and listed in ``df.attrs["skipped"]`` with the reason.
+    ``jit_compile``: True (XLA), False (graph)
     or "auto" (XLA on GPU, graph on CPU, where it compiles ~10x faster and ran these small models
     faster; see PERFORMANCE.md). ``out``: folder for incremental, resumable results (see module
     docstring); the final table is also saved as ``out/results.parquet``. ``metadata``: extra
@@ -80,15 +87,29 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
     cell: compile_seconds, chunk_size, repeats_per_call) and "run" (wall time, cells computed
     and cells loaded from ``out``).
     """
-    methods, num_samples, repeats = _check_arguments(models, methods, num_samples, repeats, data)
+    specs, budgets, repeats = _check_arguments(models, methods, num_samples, repeats, data)
     jit_compile = resolve_jit_compile(jit_compile)
     out = None if out is None else Path(out)
     truths_dir = None if out is None else out / TRUTHS_DIR
-    states = {name: _ModelState(name, model, data[name], truths_dir)
+    latents = latents or {}
+    states = {name: _ModelState(name, model, data[name], truths_dir, latents.get(name))
               for name, model in models.items()}
-    cells = [_Cell(states[m], method, M, repeats, int(seed), jit_compile, int(min_chunk),
-                   int(max_chunk))
-             for m in models for method in methods for M in num_samples]
+    cells, skipped = [], []
+    for m in models:
+        for spec in specs:
+            try:
+                registry.check_applicable(spec, states[m].model,
+                                          posterior_samples=states[m].latents)
+            except ValueError as err:
+                skipped.append({"model": m, "method": spec.canonical, "reason": str(err)})
+                continue
+            cells += [_Cell(states[m], spec, M, repeats, int(seed), jit_compile, int(min_chunk),
+                            int(max_chunk)) for M in budgets[spec.canonical]]
+    if not cells:
+        raise ValueError("no method applies to any model: " + "; ".join(
+            f"{s['model']}/{s['method']}: {s['reason']}" for s in skipped))
+    methods = [spec.canonical for spec in specs]
+    num_samples = sorted({M for values in budgets.values() for M in values})
     if out is not None:
         _check_existing_results(out, cells)
 
@@ -117,6 +138,7 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
                     for r in compile_records],
         "run": {"wall_seconds": time.perf_counter() - started, "loaded_cells": loaded,
                 "computed_cells": len(cells) - loaded},
+        "skipped": skipped,
     }
     if out is not None:
         save_results(df, out)
@@ -126,7 +148,8 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
 # --------------------------------------------------------------------------- arguments & config
 
 def _check_arguments(models, methods, num_samples, repeats, data):
-    """Validated (methods, sorted unique M list, repeats); ValueError naming the problem."""
+    """Validated (method specs, {canonical method: sorted M list}, repeats); ValueError naming
+    the problem."""
     if not models:
         raise ValueError("models is empty: pass {name: model}")
     for name in models:
@@ -137,17 +160,25 @@ def _check_arguments(models, methods, num_samples, repeats, data):
     methods = list(methods)
     if not methods:
         raise ValueError("methods is empty")
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-    if len(set(methods)) != len(methods):
-        raise ValueError(f"methods has duplicates: {methods}")
-    num_samples = sorted({int(m) for m in num_samples})
-    if not num_samples or num_samples[0] < 1:
-        raise ValueError(f"num_samples must be positive integers; got {num_samples}")
+    specs = [registry.parse(m) for m in methods]
+    canonical = [spec.canonical for spec in specs]
+    if len(set(canonical)) != len(canonical):
+        raise ValueError(f"methods has duplicates (after filling in default options): {canonical}")
+    budgets = {}
+    for given, spec in zip(methods, specs):
+        values = num_samples
+        if isinstance(num_samples, dict):
+            given_key = {registry.canonical(k): k for k in num_samples}.get(spec.canonical)
+            if given_key is None:
+                raise ValueError(f"num_samples has no budget for method {spec.canonical}")
+            values = num_samples[given_key]
+        values = sorted({int(m) for m in values})
+        if not values or values[0] < 1:
+            raise ValueError(f"num_samples must be positive integers; got {values}")
+        budgets[spec.canonical] = values
     if isinstance(repeats, bool) or int(repeats) != repeats or repeats < 2:
         raise ValueError(f"repeats must be an integer >= 2 (variance needs two); got {repeats!r}")
-    return methods, num_samples, int(repeats)
+    return specs, budgets, int(repeats)
 
 
 def resolve_jit_compile(jit_compile):
@@ -206,11 +237,21 @@ def _check_cell_record(path, record, cell):
 class _ModelState:
     """A model with its data, fingerprint and (computed once, lazily) truths and proposals."""
 
-    def __init__(self, name, model, x, truths_dir=None):
+    def __init__(self, name, model, x, truths_dir=None, latents=None):
         self.name, self.model, self.truths_dir = name, model, truths_dir
         self.x = model.check_data(x)
         self.num_points = int(self.x.shape[0])
+        self.latents = None
+        if latents is not None:
+            self.latents = tf.convert_to_tensor(np.asarray(latents), model.dtype)
+            if self.latents.shape.as_list() != [self.num_points, model.latent_dim]:
+                raise ValueError(f"latents of {name} must have shape [N, d] = "
+                                 f"{[self.num_points, model.latent_dim]}; got "
+                                 f"{self.latents.shape.as_list()}")
         self.fingerprint = model_fingerprint(model, self.x)
+        if self.latents is not None:
+            self.fingerprint = _sha256((self.fingerprint + "latents").encode()
+                                       + np.ascontiguousarray(self.latents.numpy()).tobytes())
         self._truth = None
         self._prior_proposal = None
         self._tiled = {}
@@ -239,16 +280,18 @@ class _ModelState:
         return self._prior_proposal
 
     def tiled(self, copies):
-        """x repeated ``copies`` times along the rows: row r·N + n is point n of repeat r."""
+        """(x, latents or None) repeated ``copies`` times along the rows: row r·N + n is point
+        n of repeat r."""
         if copies not in self._tiled:
-            self._tiled[copies] = tf.tile(self.x, [copies, 1])
+            self._tiled[copies] = (tf.tile(self.x, [copies, 1]), None if self.latents is None
+                                   else tf.tile(self.latents, [copies, 1]))
         return self._tiled[copies]
 
 
 @dataclass
 class _Cell:
     state: _ModelState
-    method: str
+    spec: registry.MethodSpec
     num_samples: int
     repeats: int
     seed: int
@@ -257,6 +300,10 @@ class _Cell:
     max_chunk: int
     chunk_size: int = field(init=False)
     repeats_per_call: int = field(init=False)
+
+    @property
+    def method(self):
+        return self.spec.canonical
 
     def __post_init__(self):
         self.chunk_size = min(max(self.num_samples, self.min_chunk), self.max_chunk)
@@ -271,7 +318,11 @@ class _Cell:
 
     @property
     def filename(self):
-        return f"{self.state.name}__{self.method}__M{self.num_samples}.parquet"
+        """A file name from the cell's names: a method with options gets a hash of its spec."""
+        method = self.spec.name
+        if self.spec.options:
+            method += "-" + _sha256(self.method.encode())[:10]
+        return f"{self.state.name}__{method}__M{self.num_samples}.parquet"
 
     @property
     def settings(self):
@@ -297,15 +348,18 @@ class _Cell:
 def _compute_cell(cell, warmed):
     """Run a cell: warm up if its compiled shape is new, then time each call of b repeats."""
     state, b = cell.state, cell.repeats_per_call
-    x = state.tiled(b)
-    proposal = state.prior_proposal(cell.seed) if cell.method == "prior_is" else None
+    x, latents = state.tiled(b)
+    proposal = state.prior_proposal(cell.seed) if cell.spec.name == "prior_is" else None
     truth, truth_se = state.truth()
 
     def call(num_samples, seed):
         log_p, diag = estimate(state.model, x, cell.method, num_samples, seed=seed,
                                proposal=proposal, chunk_size=cell.chunk_size,
-                               jit_compile=cell.jit_compile, return_diagnostics=True)
-        return log_p.numpy(), diag["ess"].numpy()  # materialised: the work is finished
+                               jit_compile=cell.jit_compile, return_diagnostics=True,
+                               posterior_samples=latents)
+        nan = np.full(int(x.shape[0]), np.nan)  # materialised: the work is finished
+        return log_p.numpy(), {k: np.asarray(diag[k], np.float64) if k in diag else nan
+                               for k in DIAGNOSTICS}
 
     compile_seconds = 0.0
     shape_key = (state.name, cell.method, cell.chunk_size, int(x.shape[0]), cell.jit_compile)
@@ -318,7 +372,7 @@ def _compute_cell(cell, warmed):
     rows = []
     for call_index, seed in enumerate(cell.stream_seeds()):
         start = time.perf_counter()
-        log_p, ess = call(cell.num_samples, seed)
+        log_p, diagnostics = call(cell.num_samples, seed)
         seconds = (time.perf_counter() - start) / b
         n = state.num_points
         rows.append(pd.DataFrame({
@@ -326,7 +380,8 @@ def _compute_cell(cell, warmed):
             "repeat": np.repeat(np.arange(call_index * b, (call_index + 1) * b), n),
             "point": np.tile(np.arange(n), b),
             "estimate": log_p.astype(np.float64), "truth": np.tile(truth, b),
-            "truth_se": np.tile(truth_se, b), "ess": ess.astype(np.float64), "seconds": seconds}))
+            "truth_se": np.tile(truth_se, b), **diagnostics, "seconds": seconds,
+            "evaluations": float(cell.spec.evaluations(cell.num_samples))}))
     record = {"model": state.name, "method": cell.method, "num_samples": cell.num_samples,
               "compile_seconds": compile_seconds, "chunk_size": cell.chunk_size,
               "repeats_per_call": b, "fingerprint": cell.fingerprint, "settings": cell.settings}
@@ -352,8 +407,6 @@ def model_fingerprint(model, x):
     leaves = model._flatten(predicate=lambda v: isinstance(v, (tf.Tensor, tf.Variable)),
                             with_path=True)
     for path, value in sorted(leaves, key=lambda leaf: str(leaf[0])):
-        if str(path[0]).startswith("_cache"):  # caches the library keeps on a model, not parameters
-            continue
         digest.update(str(path).encode())
         digest.update(np.ascontiguousarray(value.numpy()).tobytes())
     digest.update(np.ascontiguousarray(x.numpy()).tobytes())

@@ -10,8 +10,6 @@ import tensorflow as tf
 
 import estimators.sweep as sweep_module
 from estimators import GaussianMixture, LinearGaussian
-from estimators.estimator import METHODS
-from estimators.presets import ALL_METHODS
 from estimators.results import COLUMNS, METADATA_KEY, ResultsError, load_results
 from estimators.summary import fit_slopes, summarize
 from estimators.sweep import sweep
@@ -57,10 +55,6 @@ def test_tidy_table_schema_and_parquet_metadata(small_run):
     loaded = load_results(out)
     pd.testing.assert_frame_equal(loaded, df)
     assert loaded.attrs["config"] == df.attrs["config"]
-
-
-def test_methods_list_matches_the_estimator():
-    assert tuple(ALL_METHODS) == tuple(METHODS)
 
 
 def test_exact_posterior_is_has_zero_bias_and_variance():

@@ -16,6 +16,9 @@ from estimators import sampling
 class LatentVariableModel(tf.Module):
     """Base class: subclasses set ``data_dim``, ``latent_dim``, ``dtype`` and the four methods."""
 
+    # Library caches (``model_cache``) are not part of the model: tf.Module skips this attribute.
+    _TF_MODULE_IGNORED_PROPERTIES = tf.Module._TF_MODULE_IGNORED_PROPERTIES | {"_cache"}
+
     data_dim: int
     latent_dim: int  # 0 for a discrete (component-index) latent
     dtype: tf.DType
@@ -41,12 +44,15 @@ class LatentVariableModel(tf.Module):
     def log_prob(self, x):
         return self.log_marginal(self.check_data(x))
 
-    def sample(self, num_points, seed=0):
-        """Draw x ~ p(x) by ancestral sampling: z ~ p(z), x ~ p(x | z). Returns [num_points, D]."""
+    def sample(self, num_points, seed=0, return_latents=False):
+        """Draw x ~ p(x) by ancestral sampling: z ~ p(z), x ~ p(x | z). Returns x [num_points, D],
+        or (x, z) with ``return_latents=True``: each z is then an exact draw from p(z | x), which
+        is what reverse AIS (``bdmc``) needs on models without an exact posterior."""
         seed = as_seed(seed)
         z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2, alg=sampling.RNG_ALG))
         z = sampling.sample(self.prior, [num_points], z_seed)
-        return sampling.sample(self.likelihood(z), [], x_seed)
+        x = sampling.sample(self.likelihood(z), [], x_seed)
+        return (x, z) if return_latents else x
 
     def check_data(self, x):
         """Return x as a [N, D] tensor of the model's dtype, or raise ValueError naming the problem."""
@@ -68,6 +74,15 @@ class LatentVariableModel(tf.Module):
         if not np.all(np.isfinite(x.numpy())):
             raise ValueError(f"x has values too large for {self.dtype.name} (max |x| = {np.abs(arr).max():.3g})")
         return x
+
+
+def model_cache(model, name):
+    """A dict the library may fill for ``model`` (compiled functions, checked proposals, ...).
+
+    It lives in the model's ``_cache`` attribute, which ``tf.Module`` ignores (not a parameter,
+    not checkpointed, not in a fingerprint), and dies with the model. (A WeakKeyDictionary would
+    leak here: the compiled functions it holds refer back to the model.)"""
+    return model.__dict__.setdefault("_cache", {}).setdefault(name, {})
 
 
 def as_seed(seed):

@@ -128,13 +128,16 @@ def digits_preset(quick=False):
     ``estimators.presets.Preset``, so ``Preset(**digits_preset(quick))`` registers it. ``quick`` shrinks it to a smoke run of seconds
     (4 points, M <= 256, 3 repeats). Data are the first test points of each model's test split.
     """
+    from estimators import methods as registry
     from estimators.data import load_data
-    from estimators.estimator import METHODS
 
     num_points, max_log4, repeats = (4, 4, 3) if quick else (32, 7, 10)
     models = {name: load_model(name) for name in DIGITS_MODELS}
     data = {name: load_data(name, "test")[:num_points] for name in DIGITS_MODELS}
-    return dict(models=models, data=data, methods=list(METHODS),
-                num_samples=[4 ** i for i in range(max_log4 + 1)], repeats=repeats,
+    importance = {m: [4 ** i for i in range(max_log4 + 1)] for m in registry.preset_default_names()}
+    # AIS at two budgets: K chains x T temperatures x L = 10 leapfrog steps per point.
+    ais = {"ais:steps=50": [4, 16], "ais:steps=200": [4, 16]}
+    return dict(models=models, data=data, methods=[*importance, *ais],
+                num_samples=importance | ais, repeats=repeats,
                 description="Trained VAEs on 8x8 digits (D = 64, d = 8; Bernoulli and Gaussian): "
                             "naive MC collapses in 64 dimensions, posterior-IS does not")

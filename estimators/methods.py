@@ -1,0 +1,275 @@
+"""The one registry of methods: every estimator of log p(x) the suite knows, declared once.
+
+No TensorFlow here: ``estimators list``, reports and comparisons read this table instantly.
+``estimate``, the sweep, presets, the CLI, the asv benchmarks and the report all read it; nothing
+else keeps a list of method names. Adding a method is one ``Method`` entry below and one
+implementation module (``Method.module``) that defines
+
+    run(model, x, num_samples, seed, options, *, proposal, chunk_size, jit_compile,
+        posterior_samples) -> (estimate [N], diagnostics {name: [N]})
+
+**Method specs.** A method with options is named by a spec string, ``ais`` or
+``ais:steps=1000,schedule=sigmoid``. ``parse`` checks the name and every option (a ``ValueError``
+lists the valid ones) and gives a canonical form, defaults filled and options sorted, which is
+what the tidy table's ``method`` column stores: two spellings of one configuration are one method.
+
+**Bound directions.** An estimator p^ that is unbiased for p(x) gives E[log p^] <= log p(x)
+(Jensen): a *stochastic lower bound*. One unbiased for 1/p(x) gives a *stochastic upper bound*.
+The ELBO is below log p(x) for every draw's expectation (a lower bound whose gap is a KL
+divergence). A bias-corrected estimator (the jackknife) is no bound at all.
+"""
+from dataclasses import dataclass, field
+
+STOCHASTIC_LOWER = "stochastic lower bound (unbiased for p(x))"
+STOCHASTIC_UPPER = "stochastic upper bound (unbiased for 1/p(x))"
+LOWER = "lower bound (E <= log p(x) - KL)"
+NO_BOUND = "no bound"
+
+# What a method needs of a model (checked by ``check_applicable``).
+NEEDS_POSTERIOR = "posterior"            # a q(z|x): the exact posterior, an amortized one, or proposal=
+NEEDS_EXACT_SAMPLES = "exact_posterior"  # z ~ p(z|x) exactly: model.posterior or posterior_samples=
+NEEDS_CONTINUOUS = "continuous_latent"   # gradients in z (HMC): not a GMM's component index
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a method: a name, a default and what values are valid."""
+    name: str
+    default: object
+    help: str
+    choices: tuple = ()
+    low: float = None   # smallest valid value (inclusive) for numbers
+    high: float = None  # largest valid value (inclusive)
+    open_low: bool = False  # low itself is not valid
+
+    @property
+    def kind(self):
+        return type(self.default)
+
+    def parse(self, value, method):
+        """``value`` (a string from a spec, or a Python value) as this option's type, checked."""
+        where = f"{method} option {self.name}"
+        kind = self.kind
+        try:
+            if kind is bool:
+                if isinstance(value, str):
+                    if value.lower() not in ("true", "false", "1", "0"):
+                        raise ValueError
+                    value = value.lower() in ("true", "1")
+                value = bool(value)
+            elif kind is int:
+                as_float = float(value)
+                if not as_float.is_integer():
+                    raise ValueError
+                value = int(as_float)
+            elif kind is float:
+                value = float(value)
+            else:
+                value = str(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where} must be {kind.__name__}; got {value!r}") from None
+        if self.choices and value not in self.choices:
+            raise ValueError(f"{where} must be one of {', '.join(map(str, self.choices))}; "
+                             f"got {value!r}")
+        if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
+            bound = f"> {self.low}" if self.open_low else f">= {self.low}"
+            raise ValueError(f"{where} must be {bound}; got {value!r}")
+        if self.high is not None and value > self.high:
+            raise ValueError(f"{where} must be <= {self.high}; got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registry entry: what a method computes, what it needs, its options and its cost."""
+    name: str
+    description: str
+    module: str  # the implementation: a module with ``run`` (see the module docstring)
+    bound: str
+    returns: str = "log p^(x)"
+    needs: tuple = ()
+    options: tuple = ()
+    samples: str = "samples"  # what num_samples counts: samples, chains or particles
+    in_presets: bool = False  # run by presets that do not name their methods
+    cost: str = "M"           # likelihood evaluations per point, as a formula
+    # evaluations(num_samples, options) -> evaluations of log p(x|z) (or its gradient) per point
+    evaluations: object = field(default=lambda num_samples, options: num_samples, repr=False)
+
+    def option(self, name):
+        for option in self.options:
+            if option.name == name:
+                return option
+        valid = ", ".join(o.name for o in self.options) or "none"
+        raise ValueError(f"unknown option {name!r} for method {self.name}; valid options: {valid}")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method with every option set: what ``estimate`` runs and the table stores."""
+    method: Method
+    options: tuple  # ((name, value), ...) sorted by name: hashable
+
+    @property
+    def name(self):
+        return self.method.name
+
+    @property
+    def kwargs(self):
+        return dict(self.options)
+
+    @property
+    def canonical(self):
+        """``name`` or ``name:opt=value,...`` with every option, sorted: one spelling per config."""
+        if not self.options:
+            return self.name
+        return self.name + ":" + ",".join(f"{k}={_format(v)}" for k, v in self.options)
+
+    def evaluations(self, num_samples):
+        return int(self.method.evaluations(int(num_samples), self.kwargs))
+
+    def __str__(self):
+        return self.canonical
+
+
+def _format(value):
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def parse(spec, **overrides):
+    """A ``MethodSpec`` from ``"name"`` or ``"name:opt=v,..."`` (or a MethodSpec), plus keyword
+    options; ``ValueError`` naming an unknown method or option, or a bad value."""
+    if isinstance(spec, MethodSpec):
+        spec, given = spec.name, dict(spec.options)
+    else:
+        if not isinstance(spec, str) or not spec.strip():
+            raise ValueError(f"a method is a name such as {names()[0]!r}; got {spec!r}")
+        name, _, rest = spec.strip().partition(":")
+        spec, given = name.strip(), {}
+        for part in filter(None, (p.strip() for p in rest.split(","))):
+            key, eq, value = part.partition("=")
+            if not eq or not key.strip():
+                raise ValueError(f"bad option {part!r} in method spec; write name:option=value,...")
+            if key.strip() in given:
+                raise ValueError(f"option {key.strip()!r} given twice in method spec")
+            given[key.strip()] = value.strip()
+    if spec not in REGISTRY:
+        raise ValueError(f"unknown method {spec!r}; choose from {', '.join(names())}")
+    method = REGISTRY[spec]
+    given.update(overrides)
+    values = {o.name: o.default for o in method.options}
+    for key, value in given.items():
+        values[key] = method.option(key).parse(value, method.name)
+    return MethodSpec(method, tuple(sorted(values.items())))
+
+
+def canonical(spec, **overrides):
+    """The canonical spelling of a method spec (see ``parse``)."""
+    return parse(spec, **overrides).canonical
+
+
+def names():
+    """Every registered method name, in registry order."""
+    return list(REGISTRY)
+
+
+def preset_default_names():
+    """The methods a preset runs when it names none (the textbook importance samplers)."""
+    return [m.name for m in REGISTRY.values() if m.in_presets]
+
+
+def check_applicable(spec, model, *, proposal=None, posterior_samples=None):
+    """Raise ``ValueError`` saying why ``spec`` cannot run on ``model`` (None when it can).
+
+    Duck-typed on the model interface (``latent_dim``, ``has_exact_posterior``,
+    ``amortized_posterior``): no TensorFlow needed.
+    """
+    spec = parse(spec)
+    method, kind = spec.method, type(model).__name__
+    if NEEDS_CONTINUOUS in method.needs and getattr(model, "latent_dim", 0) == 0:
+        raise ValueError(f"{method.name} needs a continuous latent (it moves z by HMC); "
+                         f"{kind}'s latent is a discrete component index")
+    has_posterior = (getattr(model, "has_exact_posterior", False)
+                     or getattr(model, "amortized_posterior", None) is not None)
+    if NEEDS_POSTERIOR in method.needs and proposal is None and not has_posterior:
+        raise ValueError(f"{method.name} needs a posterior proposal q(z|x): {kind} has no exact or "
+                         "amortized posterior; pass proposal= (a callable x -> distribution)")
+    start = spec.kwargs.get("start")
+    if start == "posterior" and proposal is None and not has_posterior:
+        raise ValueError(f"{spec.canonical}: start=posterior needs an exact or amortized "
+                         f"posterior, and {kind} has neither; use start=prior or pass proposal=")
+    if (NEEDS_EXACT_SAMPLES in method.needs and posterior_samples is None
+            and not getattr(model, "has_exact_posterior", False)):
+        raise ValueError(f"{method.name} needs exact posterior samples z ~ p(z|x): {kind} has no "
+                         "exact posterior, so pass posterior_samples=z (for data simulated with "
+                         "model.sample(n, seed, return_latents=True))")
+
+
+def table():
+    """One dict per method (name, bound, returns, needs, options, cost): for listings."""
+    return [{"method": m.name, "description": m.description, "returns": m.returns,
+             "bound": m.bound, "needs": ", ".join(m.needs) or "-", "num_samples": m.samples,
+             "cost": m.cost,
+             "options": ", ".join(f"{o.name}={_format(o.default)}" for o in m.options) or "-"}
+            for m in REGISTRY.values()]
+
+
+# --------------------------------------------------------------------------- the registry
+
+_IS = "estimators.algorithms.importance"
+
+
+def _annealing_evaluations(num_chains, options):
+    """K T (L + 1) for the measured chains, plus the pilot run that tunes the step sizes."""
+    per_chain = options["steps"] * (options["leapfrog"] + 1)
+    pilot = 0
+    if options["adapt"] == "pilot":
+        pilot = options["pilot_chains"] * min(options["steps"], options["pilot_steps"]) * (
+            options["leapfrog"] + 1)
+    return num_chains * per_chain + pilot
+
+
+_ANNEALING_OPTIONS = (
+    Option("steps", 100, "T: number of annealing temperatures (intermediate distributions)", low=1),
+    Option("schedule", "sigmoid", "the beta_t path from 0 to 1",
+           choices=("linear", "sigmoid", "geometric")),
+    Option("leapfrog", 10, "L: leapfrog steps per HMC move", low=1),
+    Option("step_size", 0.1, "initial HMC step size (before adaptation)", low=0.0, open_low=True),
+    Option("adapt", "pilot", "pilot: tune step sizes toward acceptance 0.65 in a short pilot run, "
+           "then freeze them per temperature and point (unbiased); online: adapt each chain from "
+           "its own acceptances during the run (x1.02 / x0.98, as eval_gen; slightly biased); "
+           "none: keep step_size", choices=("pilot", "online", "none")),
+    Option("pilot_chains", 8, "chains per point in the pilot run", low=1),
+    Option("pilot_steps", 100, "temperatures of the pilot run (step sizes are interpolated in "
+           "beta onto the measured run's temperatures)", low=2),
+)
+
+REGISTRY = {m.name: m for m in (
+    Method("naive_mc", "importance sampling from the prior: q = p(z), log w = log p(x|z)", _IS,
+           STOCHASTIC_LOWER, in_presets=True),
+    Method("prior_is", "importance sampling from a fixed q(z) that ignores x (default: a Gaussian "
+           "moment-matched to the aggregate posterior)", _IS, STOCHASTIC_LOWER, in_presets=True),
+    Method("posterior_is", "importance sampling from p(z|x) where exact, else the amortized "
+           "q(z|x) (the IWAE bound)", _IS, STOCHASTIC_LOWER, needs=(NEEDS_POSTERIOR,),
+           in_presets=True),
+    Method("elbo", "mean log weight under the posterior_is proposal", _IS, LOWER,
+           returns="ELBO", needs=(NEEDS_POSTERIOR,), in_presets=True),
+    Method("ais", "annealed importance sampling (Neal 2001) with HMC moves, forward from the start "
+           "distribution to p(x, z)", "estimators.algorithms.ais", STOCHASTIC_LOWER,
+           needs=(NEEDS_CONTINUOUS,), samples="chains", cost="K T (L + 1) + pilot",
+           evaluations=_annealing_evaluations,
+           options=_ANNEALING_OPTIONS + (
+               Option("start", "auto", "start distribution: prior p(z), posterior q(z|x) (exact "
+                      "or amortized), or auto (posterior where one exists)",
+                      choices=("auto", "prior", "posterior")),)),
+    Method("bdmc", "reverse AIS from exact posterior samples (Grosse et al. 2015): with ais it "
+           "sandwiches log p(x)", "estimators.algorithms.bdmc", STOCHASTIC_UPPER,
+           needs=(NEEDS_CONTINUOUS, NEEDS_EXACT_SAMPLES), samples="chains",
+           cost="K T (L + 1) + pilot", evaluations=_annealing_evaluations,
+           options=_ANNEALING_OPTIONS + (
+               Option("start", "auto", "the distribution the reverse path ends at (as ais's "
+                      "start): prior, posterior or auto", choices=("auto", "prior", "posterior")),)),
+)}
