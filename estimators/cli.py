@@ -232,7 +232,9 @@ def _write_report(df, folder, write_report):
 
 def _print_findings(summary):
     """The verdicts and slopes, for the terminal."""
+    from estimators.report import display_names
     from estimators.summary import fit_slopes, verdicts
+    summary = display_names(summary)
     for model, text in verdicts(summary).items():
         console.print(f"[bold]{model}[/bold]: {text}", highlight=False)
     slopes = fit_slopes(summary)[["model", "method", "variance_slope", "bias_slope", "note"]]

@@ -59,7 +59,7 @@ def estimate(model, x, method, num_samples, *, seed, proposal=None, chunk_size=N
     """
     spec = methods.parse(method, **options)
     num_samples = _check_num_samples(num_samples)
-    chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else int(chunk_size)
+    chunk_size = spec.method.default_chunk if chunk_size is None else int(chunk_size)
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}")
     x = model.check_data(x)

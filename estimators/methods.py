@@ -91,6 +91,9 @@ class Method:
     options: tuple = ()
     samples: str = "samples"  # what num_samples counts: samples, chains or particles
     in_presets: bool = False  # run by presets that do not name their methods
+    # Samples (or chains) per chunk of the streaming loop when estimate() is not told: a chunk is
+    # computed whole even when M is smaller, so costly per-sample work wants small chunks.
+    default_chunk: int = 256
     cost: str = "M"           # likelihood evaluations per point, as a formula
     # evaluations(num_samples, options) -> evaluations of log p(x|z) (or its gradient) per point
     evaluations: object = field(default=lambda num_samples, options: num_samples, repr=False)
@@ -171,6 +174,14 @@ def canonical(spec, **overrides):
     return parse(spec, **overrides).canonical
 
 
+def label(spec):
+    """A short display name: the method with only its non-default options (``ais:steps=1000``)."""
+    spec = parse(spec)
+    defaults = {o.name: o.default for o in spec.method.options}
+    changed = [f"{k}={_format(v)}" for k, v in spec.options if v != defaults[k]]
+    return spec.name + (":" + ",".join(changed) if changed else "")
+
+
 def names():
     """Every registered method name, in registry order."""
     return list(REGISTRY)
@@ -220,6 +231,8 @@ def table():
 # --------------------------------------------------------------------------- the registry
 
 _IS = "estimators.algorithms.importance"
+# Chains per chunk for AIS/BDMC: K rounded up to a multiple of this runs (the overhang masked).
+ANNEALING_CHUNK = 8
 
 
 def _annealing_evaluations(num_chains, options):
@@ -260,7 +273,7 @@ REGISTRY = {m.name: m for m in (
     Method("ais", "annealed importance sampling (Neal 2001) with HMC moves, forward from the start "
            "distribution to p(x, z)", "estimators.algorithms.ais", STOCHASTIC_LOWER,
            needs=(NEEDS_CONTINUOUS,), samples="chains", cost="K T (L + 1) + pilot",
-           evaluations=_annealing_evaluations,
+           evaluations=_annealing_evaluations, default_chunk=ANNEALING_CHUNK,
            options=_ANNEALING_OPTIONS + (
                Option("start", "auto", "start distribution: prior p(z), posterior q(z|x) (exact "
                       "or amortized), or auto (posterior where one exists)",
@@ -269,6 +282,7 @@ REGISTRY = {m.name: m for m in (
            "sandwiches log p(x)", "estimators.algorithms.bdmc", STOCHASTIC_UPPER,
            needs=(NEEDS_CONTINUOUS, NEEDS_EXACT_SAMPLES), samples="chains",
            cost="K T (L + 1) + pilot", evaluations=_annealing_evaluations,
+           default_chunk=ANNEALING_CHUNK,
            options=_ANNEALING_OPTIONS + (
                Option("start", "auto", "the distribution the reverse path ends at (as ais's "
                       "start): prior, posterior or auto", choices=("auto", "prior", "posterior")),)),

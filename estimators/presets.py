@@ -7,7 +7,7 @@ A preset is a function ``quick -> Preset`` registered under a name:
         '''One line that ``estimators list`` shows.'''
         model = ...                                    # import TensorFlow inside the function,
         return Preset(models={"m": model},             # so `estimators list` stays instant
-                      data={"m": x}, methods=["naive_mc", "posterior_is"], num_samples=[1, 16, 256], repeats=32)
+                      data={"m": x}, methods=["posterior_is", "ais:steps=100"], num_samples=[1, 16, 256], repeats=32)
 
 ``get_preset(name, quick=True)`` applies ``shrink`` to any preset (a smoke run of seconds), so a
 preset only needs to honour ``quick`` when even building it is slow (e.g. loading big data).
@@ -127,6 +127,22 @@ def digits(quick=False):
     """Trained VAEs on 8x8 digits (D = 64, d = 8; Bernoulli and Gaussian): naive MC collapses in 64 dimensions."""
     from estimators.zoo import digits_preset  # the shipped models and their data (issue 5)
     return Preset(**digits_preset(quick))
+
+
+@register("sandwich")
+def sandwich(quick=False):
+    """Digits VAEs on data simulated with their latents: ais below, bdmc above, the reference between, against T."""
+    from estimators.zoo import DIGITS_MODELS, load_model
+    num_points, steps = (4, [4, 16]) if quick else (16, [10, 100, 1000])
+    models, data, latents = {}, {}, {}
+    for name in DIGITS_MODELS:
+        models[name] = load_model(name)
+        # (x, z) ~ p(x, z): each z is an exact draw from p(z | x), which reverse AIS starts from.
+        x, z = models[name].sample(num_points, seed=2024, return_latents=True)
+        data[name], latents[name] = x.numpy(), z.numpy()
+    methods = [f"ais:steps={T}" for T in steps] + [f"bdmc:steps={T}" for T in steps]
+    return Preset(models=models, data=data, latents=latents, methods=methods,
+                  num_samples={m: [4] for m in methods}, repeats=4, min_chunk=4)
 
 
 def gaussian_mixture_2d():

@@ -24,7 +24,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from estimators import methods as registry  # noqa: E402
 from estimators.results import atomic_write_bytes  # noqa: E402
+from estimators.sandwich import SANDWICH_K, sandwich_table, sandwich_verdicts  # noqa: E402
 from estimators.summary import (ROUNDOFF_BIAS, ROUNDOFF_VARIANCE, fit_slopes,  # noqa: E402
                                 summarize, verdicts)
 
@@ -36,11 +38,19 @@ FIGURES = {
     "variance_vs_M.png": "Variance of log p̂ across repeats against M; dashed: ∝ 1/M.",
     "time_vs_M.png": "Seconds per repeat (N points × M samples, compilation excluded) against M; "
                      "dashed: ∝ M.",
+    "error_vs_evaluations.png": "RMSE of log p̂ against the evaluations of log p(x|z) per point "
+                                "(a gradient counts as one; AIS: K chains × T temperatures × L "
+                                "leapfrog steps, plus its pilot): cost without the "
+                                "implementation's speed. Dashed: ∝ n^-1/2.",
 }
+SANDWICH_FIGURE = ("sandwich.png", "Forward AIS (a stochastic lower bound) and reverse AIS "
+                   "(bdmc, an upper bound) against the number of temperatures T, as the mean "
+                   "difference from the reference log p(x) (grey band: ± the reference's SE). "
+                   "Bands: ±2 SE over repeats and points.")
 ROUNDOFF_FLOOR = {"abs_bias": ROUNDOFF_BIAS, "variance": ROUNDOFF_VARIANCE, "rmse": ROUNDOFF_BIAS}
 TABLE_COLUMNS = ["model", "method", "num_samples", "bias", "bias_ci_low", "bias_ci_high",
                  "variance", "rmse", "ess", "seconds", "samples_per_second", "compile_seconds",
-                 "truth_se"]
+                 "truth_se", "evaluations"]
 
 
 def write_report(df, folder, summary=None):
@@ -49,16 +59,32 @@ def write_report(df, folder, summary=None):
     folder.mkdir(parents=True, exist_ok=True)
     summary = summarize(df) if summary is None else summary
     atomic_write_bytes(folder / "summary.csv", summary.to_csv(index=False).encode())
+    summary = display_names(summary)  # figures and text: short method labels
     methods = list(dict.fromkeys(summary["method"]))
+    figures = dict(FIGURES)
     for name in FIGURES:
         figure = FIGURE_MAKERS[name](summary, methods)
         _save_figure(figure, folder / name)
+    sandwich = sandwich_table(df)
+    if len(sandwich):
+        _save_figure(sandwich_figure(sandwich), folder / SANDWICH_FIGURE[0])
+        figures = {SANDWICH_FIGURE[0]: SANDWICH_FIGURE[1], **figures}
     slopes = fit_slopes(summary)
     texts = verdicts(summary)
-    atomic_write_bytes(folder / "report.md", render_markdown(df.attrs, summary, slopes, texts).encode())
+    extra = {"sandwich": sandwich, "sandwich_texts": sandwich_verdicts(sandwich),
+             "skipped": df.attrs.get("skipped") or [], "figures": figures}
+    atomic_write_bytes(folder / "report.md",
+                       render_markdown(df.attrs, summary, slopes, texts, **extra).encode())
     atomic_write_bytes(folder / "report.html",
-                       render_html(df.attrs, summary, slopes, texts, folder).encode())
-    return {name: folder / name for name in ["summary.csv", *FIGURES, "report.md", "report.html"]}
+                       render_html(df.attrs, summary, slopes, texts, folder, **extra).encode())
+    return {name: folder / name for name in ["summary.csv", *figures, "report.md", "report.html"]}
+
+
+def display_names(frame):
+    """``frame`` with each canonical method spec replaced by its short label (non-default
+    options only), for people; tables on disk keep the canonical spec."""
+    labels = {m: registry.label(m) for m in frame["method"].unique()}
+    return frame.assign(method=frame["method"].map(labels))
 
 
 # --------------------------------------------------------------------------- figures
@@ -142,8 +168,46 @@ def error_time_figure(summary, methods):
                    ylabel="RMSE of log p̂ (nats)")
 
 
+def error_evaluations_figure(summary, methods):
+    frame = summary[summary["evaluations"] > 0]
+    return _facets(frame, methods, "evaluations", "rmse", "rmse_ci_low", "rmse_ci_high",
+                   floor=ROUNDOFF_BIAS, ref_power=-0.5,
+                   xlabel="evaluations of log p(x|z) per point", ylabel="RMSE of log p̂ (nats)")
+
+
+def sandwich_figure(table):
+    """Per model: mean (bound - reference) of ais and bdmc against T, with the reference band."""
+    models = list(dict.fromkeys(table["model"]))
+    figure, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.4), squeeze=False)
+    palette = sns.color_palette("colorblind", 2)
+    for ax, model in zip(axes.flat, models):
+        rows = table[table["model"] == model]
+        final_k = rows["num_samples"].max()
+        for (path, k), group in rows[rows["num_samples"] == final_k].groupby(["path", "num_samples"]):
+            group = group.sort_values("steps")
+            for column, color, label in (("lower", palette[0], "ais (lower)"),
+                                         ("upper", palette[1], "bdmc (upper)")):
+                se = group[f"{column}_se"]
+                ax.plot(group["steps"], group[column], marker="o", color=color,
+                        label=f"{label}, K={k}")
+                ax.fill_between(group["steps"], group[column] - 2 * se, group[column] + 2 * se,
+                                color=color, alpha=0.2, linewidth=0)
+        band = rows["truth_se"].max()
+        ax.axhspan(-band, band, color="0.6", alpha=0.4, label="reference ± SE")
+        ax.axhline(0.0, color="0.3", linewidth=1)
+        ax.set(xscale="log", title=model, xlabel="T (temperatures)",
+               ylabel="bound − reference log p(x) (nats)")
+        ax.set_yscale("symlog", linthresh=0.01)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axes.flat[0].legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
 FIGURE_MAKERS = {"bias_vs_M.png": bias_figure, "variance_vs_M.png": variance_figure,
-                 "time_vs_M.png": time_figure, "error_vs_time.png": error_time_figure}
+                 "time_vs_M.png": time_figure, "error_vs_time.png": error_time_figure,
+                 "error_vs_evaluations.png": error_evaluations_figure}
 
 
 def _save_figure(figure, path):
@@ -186,7 +250,8 @@ def _display_table(summary):
     table["bias 95% CI"] = [f"[{lo:.3g}, {hi:.3g}]" for lo, hi in
                             zip(table.pop("bias_ci_low"), table.pop("bias_ci_high"))]
     table = table[["model", "method", "num_samples", "bias", "bias 95% CI", "variance", "rmse",
-                   "ess", "seconds", "samples_per_second", "compile_seconds", "truth_se"]]
+                   "ess", "seconds", "evaluations", "samples_per_second", "compile_seconds",
+                   "truth_se"]]
     return table.rename(columns={"num_samples": "M", "samples_per_second": "samples/s",
                                  "compile_seconds": "compile s", "truth_se": "truth SE"})
 
@@ -224,13 +289,40 @@ INTRO = (
     "estimate, or the delta-method SE of high-budget importance sampling); it widens the bias CI.")
 
 
-def render_markdown(attrs, summary, slopes, texts):
+def _sandwich_display(table):
+    shown = table.drop(columns=["all_inside"]).rename(columns={
+        "steps": "T", "num_samples": "K", "lower": "ais − ref", "upper": "bdmc − ref",
+        "truth": "mean ref", "truth_se": "ref SE"})
+    shown["inside"] = [f"{i}/{n}" for i, n in zip(table["inside"], table["points"])]
+    return shown.drop(columns=["points"])
+
+
+def _skipped_lines(skipped):
+    return [f"{s['model']} / {s['method']}: {s['reason']}" for s in skipped]
+
+
+SANDWICH_NOTE = (
+    "Per data point, the mean over repeats of forward AIS is a stochastic lower bound on log p(x) "
+    "and that of reverse AIS from exact posterior draws an upper bound; their gap (width) bounds "
+    f"the error of both. 'inside': points whose reference lies in the sandwich within {SANDWICH_K:g} "
+    "SE (the repeats' SE of each bound and the reference's own SE).")
+
+
+def render_markdown(attrs, summary, slopes, texts, sandwich=None, sandwich_texts=None,
+                    skipped=(), figures=FIGURES):
     parts = [f"# Estimator comparison: {attrs.get('config', {}).get('preset', 'sweep')}", "",
              INTRO, "", "## Verdicts", ""]
     parts += [f"- **{model}**: {text}" for model, text in texts.items()]
+    if sandwich is not None and len(sandwich):
+        parts += ["", "## The sandwich: forward AIS ≤ log p(x) ≤ reverse AIS", ""]
+        parts += [f"- **{model}**: {text}" for model, text in sandwich_texts.items()]
+        parts += ["", SANDWICH_NOTE, "", _markdown_table(_sandwich_display(sandwich))]
+    if skipped:
+        parts += ["", "## Skipped (method does not apply to the model)", ""]
+        parts += [f"- {line}" for line in _skipped_lines(skipped)]
     parts += ["", "## Slopes (log–log against M)", "", _markdown_table(_slope_table(slopes)), ""]
     parts += ["## Figures", ""]
-    for name, caption in FIGURES.items():
+    for name, caption in figures.items():
         parts += [f"![{name}]({name})", "", f"*{caption}*", ""]
     parts += ["## Summary (one row per model × method × M)", "",
               _markdown_table(_display_table(summary)), "", "## Run and environment", ""]
@@ -250,15 +342,24 @@ img { max-width: 100%; } figcaption { color: #555; font-size: 0.9em; margin-bott
 """
 
 
-def render_html(attrs, summary, slopes, texts, folder):
+def render_html(attrs, summary, slopes, texts, folder, sandwich=None, sandwich_texts=None,
+                skipped=(), figures=FIGURES):
     """A self-contained page: the figures are embedded as base64 PNGs."""
     esc = html.escape
     title = f"Estimator comparison: {attrs.get('config', {}).get('preset', 'sweep')}"
     body = [f"<h1>{esc(title)}</h1>", f"<p>{esc(INTRO)}</p>", "<h2>Verdicts</h2>"]
     body += [f'<p class="verdict"><b>{esc(m)}</b>: {esc(t)}</p>' for m, t in texts.items()]
+    if sandwich is not None and len(sandwich):
+        body += ["<h2>The sandwich: forward AIS ≤ log p(x) ≤ reverse AIS</h2>"]
+        body += [f'<p class="verdict"><b>{esc(m)}</b>: {esc(t)}</p>'
+                 for m, t in sandwich_texts.items()]
+        body += [f"<p>{esc(SANDWICH_NOTE)}</p>", _html_table(_sandwich_display(sandwich))]
+    if skipped:
+        body += ["<h2>Skipped (method does not apply to the model)</h2><ul>"]
+        body += [f"<li>{esc(line)}</li>" for line in _skipped_lines(skipped)] + ["</ul>"]
     body += ["<h2>Slopes (log–log against M)</h2>", _html_table(_slope_table(slopes)),
              "<h2>Figures</h2>"]
-    for name, caption in FIGURES.items():
+    for name, caption in figures.items():
         data = base64.b64encode((Path(folder) / name).read_bytes()).decode()
         body.append(f'<figure><img alt="{name}" src="data:image/png;base64,{data}">'
                     f"<figcaption>{esc(caption)}</figcaption></figure>")

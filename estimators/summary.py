@@ -33,7 +33,8 @@ EXACT_RMSE = 1e-5
 SUMMARY_COLUMNS = CELL + [
     "num_points", "repeats", "bias", "bias_ci_low", "bias_ci_high", "variance",
     "variance_ci_low", "variance_ci_high", "rmse", "rmse_ci_low", "rmse_ci_high", "ess",
-    "seconds", "samples_per_second", "compile_seconds", "bias_slope", "variance_slope", "truth_se"]
+    "seconds", "samples_per_second", "compile_seconds", "bias_slope", "variance_slope", "truth_se",
+    "evaluations", "accept"]
 
 
 def summarize(df, *, bootstrap=BOOTSTRAP_SAMPLES, seed=0):
@@ -68,6 +69,8 @@ def _cell_statistics(key, cell, rng, bootstrap):
         "variance_ci_low": low["variance"], "variance_ci_high": high["variance"],
         "rmse": np.sqrt(np.mean(errors**2)), "rmse_ci_low": low["rmse"], "rmse_ci_high": high["rmse"],
         "ess": cell["ess"].mean(), "seconds": seconds,
+        # log p(x|z) evaluations (a gradient counts as one) per point: the implementation-free cost
+        "evaluations": cell["evaluations"].mean(), "accept": cell["accept"].mean(),
         "samples_per_second": key[2] * num_points / seconds if seconds > 0 else np.nan,
         # The reference's own error bar: the RMS over points of its standard error (0 = exact).
         "truth_se": np.sqrt(np.mean(truth["truth_se"].to_numpy() ** 2)),

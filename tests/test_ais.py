@@ -187,7 +187,7 @@ def test_one_trace_serves_every_number_of_chains_and_steps():
     for chains, steps in ((1, 5), (7, 5), (300, 2), (3, 40), (600, 1)):
         estimate(model, x, "ais:start=prior", chains, seed=chains, steps=steps)
     spec = parse("ais:start=prior")
-    fn = annealing.compiled_annealer(model, spec, None, False, False, 256, True)
+    fn = annealing.compiled_annealer(model, spec, None, False, False, spec.method.default_chunk, True)
     assert fn.experimental_get_tracing_count() == 1
 
 
@@ -200,11 +200,11 @@ def test_spec_string_and_keyword_options_are_the_same_call():
 
 
 def test_chunked_chains_agree_with_one_chunk():
-    """Chains in chunks of 8 or all at once: the same distribution of estimates."""
+    """Chains in chunks of 8 (the default) or all at once: the same distribution of estimates."""
     model = LG
     x, truth = tiled(model, 4, 100)
-    one = estimate(model, x, "ais:start=prior,steps=10", 32, seed=1).numpy() - truth
-    many = estimate(model, x, "ais:start=prior,steps=10", 32, seed=2, chunk_size=8).numpy() - truth
+    one = estimate(model, x, "ais:start=prior,steps=10", 32, seed=1, chunk_size=32).numpy() - truth
+    many = estimate(model, x, "ais:start=prior,steps=10", 32, seed=2).numpy() - truth
     se = np.hypot(one.std(), many.std()) / np.sqrt(one.size)
     assert abs(one.mean() - many.mean()) < K * se
 
