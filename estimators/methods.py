@@ -18,6 +18,7 @@ what the tidy table's ``method`` column stores: two spellings of one configurati
 The ELBO is below log p(x) for every draw's expectation (a lower bound whose gap is a KL
 divergence). A bias-corrected estimator (the jackknife) is no bound at all.
 """
+import functools
 from dataclasses import dataclass, field
 
 STOCHASTIC_LOWER = "stochastic lower bound (unbiased for p(x))"
@@ -145,6 +146,17 @@ def _format(value):
 def parse(spec, **overrides):
     """A ``MethodSpec`` from ``"name"`` or ``"name:opt=v,..."`` (or a MethodSpec), plus keyword
     options; ``ValueError`` naming an unknown method or option, or a bad value."""
+    if isinstance(spec, str) and not overrides:
+        return _parse_string(spec)  # cached: estimate() in a loop does not re-parse
+    return _parse(spec, **overrides)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_string(spec):
+    return _parse(spec)
+
+
+def _parse(spec, **overrides):
     if isinstance(spec, MethodSpec):
         spec, given = spec.name, dict(spec.options)
     else:

@@ -252,3 +252,16 @@ def test_bad_input_raises_value_error_naming_the_problem(lg, kwargs, match):
     args = dict(x=np.zeros((3, 5)), method="naive_mc", num_samples=10, seed=0) | kwargs
     with pytest.raises(ValueError, match=match):
         estimate(lg, args.pop("x"), args.pop("method"), args.pop("num_samples"), **args)
+
+
+def test_posterior_is_accepts_a_per_point_distribution():
+    """A distribution with batch shape [N] (e.g. fitted per point) is the proposal for exactly
+    this x: the exact posterior as such a distribution gives log p(x) exactly."""
+    model = make_linear_gaussian(dtype=tf.float64)
+    x = model.sample(7, seed=3)
+    truth = model.log_marginal(x).numpy()
+    for method in ("posterior_is", "elbo"):
+        est = estimate(model, x, method, 5, seed=0, proposal=model.posterior(x)).numpy()
+        np.testing.assert_allclose(est, truth, atol=1e-10)
+    with pytest.raises(ValueError, match=r"batch shape \[N\] = \[7\].*got \[3\]"):
+        estimate(model, x, "posterior_is", 5, seed=0, proposal=model.posterior(x[:3]))

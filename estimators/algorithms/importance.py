@@ -27,6 +27,9 @@ from estimators.models.base import as_seed, model_cache
 tfd = tfp.distributions
 
 
+PER_POINT = "per-point proposal"  # posterior_is/elbo given a distribution with batch shape [N]
+
+
 def run(spec, model, x, num_samples, seed, context):
     """log p^(x) (or the ELBO) [N] and {"ess": Kish ESS [N]} for the IS method ``spec.name``."""
     method = spec.name
@@ -64,6 +67,13 @@ def resolve_proposal(model, x, method, proposal):
         if q.batch_shape.rank != 0:
             raise ValueError(f"the prior_is proposal must have batch shape []; got {q.batch_shape}")
         return q, None
+    if isinstance(proposal, tfd.Distribution):  # q(z | x_n) fitted per point for exactly this x
+        check_event(model, proposal, f"the {method} proposal")
+        if proposal.batch_shape.as_list() != [int(x.shape[0])]:
+            raise ValueError(f"a {method} proposal distribution must have batch shape [N] = "
+                             f"[{int(x.shape[0])}] (one q(z|x_n) per row of x); got "
+                             f"{proposal.batch_shape.as_list()}")
+        return proposal, PER_POINT
     return None, checked_posterior(model, x, method, proposal)
 
 
@@ -137,14 +147,15 @@ def compiled_estimator(model, method, posterior, chunk_size, jit_compile=True):
     """The cached compiled function for (model, method, posterior, chunk_size, jit_compile).
 
     Signature: fn(x [N, D], num_samples int32 [], seed int64 [2], proposal or None)  (prior_is
-    with proposal None builds the default, moment-matched to x, inside the compiled function)
+    with proposal None builds the default, moment-matched to x, inside the compiled function;
+    posterior_is/elbo with ``posterior=PER_POINT`` take q(z|x) as that argument, batch [N])
     -> (estimate [N], ess [N]). ``proposal`` is a TFP distribution, i.e. a CompositeTensor: a new
     proposal with the same structure reuses the trace. ``posterior`` (posterior_is, elbo; None
     means the model's default) is compiled in, so a different callable gets its own function.
     Exposed so tests can count traces.
     """
     posterior_fn = None
-    if method in ("posterior_is", "elbo"):
+    if method in ("posterior_is", "elbo") and posterior is not PER_POINT:
         posterior_fn = posterior if posterior is not None else default_posterior(model)
     cache = model_cache(model, "importance")
     key = (method, callable_key(posterior_fn), chunk_size, jit_compile)

@@ -56,6 +56,10 @@ class LatentVariableModel(tf.Module):
 
     def check_data(self, x):
         """Return x as a [N, D] tensor of the model's dtype, or raise ValueError naming the problem."""
+        if (isinstance(x, tf.Tensor) and x.dtype == self.dtype and x.shape.rank == 2
+                and x.shape[1] == self.data_dim and x.shape[0]
+                and bool(tf.reduce_all(tf.math.is_finite(x)))):
+            return x  # already checked-shape data: one cheap op, no copy through NumPy
         try:
             arr = np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float64)
         except (TypeError, ValueError) as err:
