@@ -95,6 +95,8 @@ class Method:
     # Samples (or chains) per chunk of the streaming loop when estimate() is not told: a chunk is
     # computed whole even when M is smaller, so costly per-sample work wants small chunks.
     default_chunk: int = 256
+    # Options for a cheap timing probe (the sweep times a warm call in XLA and graph mode).
+    probe_options: tuple = ()
     cost: str = "M"           # likelihood evaluations per point, as a formula
     # evaluations(num_samples, options) -> evaluations of log p(x|z) (or its gradient) per point
     evaluations: object = field(default=lambda num_samples, options: num_samples, repr=False)
@@ -286,6 +288,7 @@ REGISTRY = {m.name: m for m in (
            "distribution to p(x, z)", "estimators.algorithms.ais", STOCHASTIC_LOWER,
            needs=(NEEDS_CONTINUOUS,), samples="chains", cost="K T (L + 1) + pilot",
            evaluations=_annealing_evaluations, default_chunk=ANNEALING_CHUNK,
+           probe_options=(("steps", 10),),
            options=_ANNEALING_OPTIONS + (
                Option("start", "auto", "start distribution: prior p(z), posterior q(z|x) (exact "
                       "or amortized), or auto (posterior where one exists)",
@@ -294,7 +297,7 @@ REGISTRY = {m.name: m for m in (
            "sandwiches log p(x)", "estimators.algorithms.bdmc", STOCHASTIC_UPPER,
            needs=(NEEDS_CONTINUOUS, NEEDS_EXACT_SAMPLES), samples="chains",
            cost="K T (L + 1) + pilot", evaluations=_annealing_evaluations,
-           default_chunk=ANNEALING_CHUNK,
+           default_chunk=ANNEALING_CHUNK, probe_options=(("steps", 10),),
            options=_ANNEALING_OPTIONS + (
                Option("start", "auto", "the distribution the reverse path ends at (as ais's "
                       "start): prior, posterior or auto", choices=("auto", "prior", "posterior")),)),

@@ -234,7 +234,7 @@ def _run_facts(attrs):
                              f"{', '.join(str(v) for v in config.get('num_points', {}).values())}"),
         ("seed", config.get("seed", "—")),
         ("device", f"{device} ({hardware}; {env.get('cpu_count', '?')} CPU cores)"),
-        ("compilation", "XLA (jit_compile=True)" if env.get("xla") else "TensorFlow graph (no XLA)"),
+        ("compilation", _compilation(env.get("xla"), attrs.get("compile") or [])),
         ("git commit", env.get("git_commit") or "—"),
         ("created", env.get("created", "—")),
     ]
@@ -243,6 +243,23 @@ def _run_facts(attrs):
                       f"({run.get('computed_cells', '?')} cells computed, "
                       f"{run.get('loaded_cells', 0)} resumed from disk)"))
     return facts
+
+
+def _compilation(xla, records):
+    """How the cells were compiled: one mode, or the mode measured per model x method."""
+    if xla is True:
+        return "XLA (jit_compile=True)"
+    if xla is False:
+        return "TensorFlow graph (no XLA)"
+    chosen = {}
+    for r in records:
+        if r.get("jit_compile") is not None:
+            label = registry.label(r["method"])
+            chosen.setdefault("XLA" if r["jit_compile"] else "graph", set()).add(
+                f"{r['model']}/{label}")
+    parts = [f"{mode} for {', '.join(sorted(cells))}" for mode, cells in sorted(chosen.items())]
+    return ("the faster of XLA and graph mode, timed per model × method on a warm call: "
+            + "; ".join(parts)) if parts else "measured per model × method"
 
 
 def _display_table(summary):
