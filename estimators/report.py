@@ -255,11 +255,9 @@ def _compilation(xla, records):
     for r in records:
         if r.get("jit_compile") is not None:
             label = registry.label(r["method"])
-            chosen.setdefault("XLA" if r["jit_compile"] else "graph", set()).add(
-                f"{r['model']}/{label}")
+            chosen.setdefault("XLA" if r["jit_compile"] else "graph mode", set()).add(label)
     parts = [f"{mode} for {', '.join(sorted(cells))}" for mode, cells in sorted(chosen.items())]
-    return ("the faster of XLA and graph mode, timed per model × method on a warm call: "
-            + "; ".join(parts)) if parts else "measured per model × method"
+    return ("each method's CPU default: " + "; ".join(parts)) if parts else "per method"
 
 
 def _display_table(summary):

@@ -113,7 +113,7 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
     if out is not None:
         _check_existing_results(out, cells)
 
-    frames, compile_records, warmed, loaded = [], [], {}, 0
+    frames, compile_records, warmed, loaded = [], [], set(), 0
     started = time.perf_counter()
     with _progress_bar(cells, enabled=progress) as bar:
         for cell in cells:
@@ -134,8 +134,7 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
                               min_chunk, max_chunk, metadata),
         "environment": environment_info(jit_compile),
         "compile": [{k: r.get(k) for k in ("model", "method", "num_samples", "compile_seconds",
-                                           "chunk_size", "repeats_per_call", "jit_compile",
-                                           "mode_probe_seconds")}
+                                           "chunk_size", "repeats_per_call", "jit_compile")}
                     for r in compile_records],
         "run": {"wall_seconds": time.perf_counter() - started, "loaded_cells": loaded,
                 "computed_cells": len(cells) - loaded},
@@ -182,18 +181,20 @@ def _check_arguments(models, methods, num_samples, repeats, data):
     return specs, budgets, int(repeats)
 
 
-MEASURE = "measure"  # choose XLA or graph mode per (model, method) by timing a warm call of each
+PER_METHOD = "per method"  # each method's own CPU default (``Method.cpu_jit_compile``)
 
 
 def resolve_jit_compile(jit_compile):
-    """True/False as given; "auto" -> XLA when a GPU is visible, else ``MEASURE``: on CPU the
-    faster mode depends on the model and method (graph mode won for importance sampling on small
-    models, XLA ran AIS ~10x faster), so each (model, method) times one warm call in each mode
-    and keeps the faster (recorded per cell in ``df.attrs["compile"]``)."""
+    """True/False as given; "auto" -> XLA when a GPU is visible, else ``PER_METHOD``: on CPU the
+    faster mode depends on the method (graph mode compiled ~10x faster and ran importance
+    sampling on the presets' models as fast or faster; XLA ran AIS ~10x faster than graph mode),
+    so each method declares its CPU mode in the registry. The choice is fixed, not timed per run,
+    so the same seed gives the same numbers (XLA and graph mode draw different streams). The mode
+    of every cell is recorded in ``df.attrs["compile"]``."""
     if jit_compile == "auto":
-        return True if tf.config.list_physical_devices("GPU") else MEASURE
-    if jit_compile == MEASURE:
-        return MEASURE
+        return True if tf.config.list_physical_devices("GPU") else PER_METHOD
+    if jit_compile == PER_METHOD:
+        return PER_METHOD
     if not isinstance(jit_compile, bool):
         raise ValueError(f"jit_compile must be True, False or 'auto'; got {jit_compile!r}")
     return jit_compile
@@ -361,26 +362,25 @@ def _compute_cell(cell, warmed):
     proposal = state.prior_proposal(cell.seed) if cell.spec.name == "prior_is" else None
     truth, truth_se = state.truth()
 
-    def call(num_samples, seed, jit_compile, **probe):
+    def call(num_samples, seed, jit_compile):
         log_p, diag = estimate(state.model, x, cell.method, num_samples, seed=seed,
                                proposal=proposal, chunk_size=cell.chunk_size,
                                jit_compile=jit_compile, return_diagnostics=True,
-                               posterior_samples=latents, **probe)
+                               posterior_samples=latents)
         nan = np.full(int(x.shape[0]), np.nan)  # materialised: the work is finished
         return log_p.numpy(), {k: np.asarray(diag[k], np.float64) if k in diag else nan
                                for k in DIAGNOSTICS}
 
-    compile_seconds, probe_seconds = 0.0, None
-    shape_key = (state.name, cell.method, cell.chunk_size, int(x.shape[0]), cell.jit_compile)
+    mode = cell.jit_compile
+    if mode == PER_METHOD:
+        mode = cell.spec.method.cpu_jit_compile
+    compile_seconds = 0.0
+    shape_key = (state.name, cell.method, cell.chunk_size, int(x.shape[0]), mode)
     if shape_key not in warmed:
         start = time.perf_counter()
-        if cell.jit_compile == MEASURE:
-            warmed[shape_key], probe_seconds = _faster_mode(call, cell)
-        else:  # one chunk: compiles the function every M of this chunk uses
-            call(cell.chunk_size, 0, cell.jit_compile)
-            warmed[shape_key] = cell.jit_compile
+        call(cell.chunk_size, 0, mode)  # one chunk: compiles the function every M of this chunk uses
         compile_seconds = time.perf_counter() - start
-    mode = warmed[shape_key]
+        warmed.add(shape_key)
 
     rows = []
     for call_index, seed in enumerate(cell.stream_seeds()):
@@ -398,25 +398,8 @@ def _compute_cell(cell, warmed):
     record = {"model": state.name, "method": cell.method, "num_samples": cell.num_samples,
               "compile_seconds": compile_seconds, "chunk_size": cell.chunk_size,
               "repeats_per_call": b, "fingerprint": cell.fingerprint, "settings": cell.settings,
-              "jit_compile": mode, "mode_probe_seconds": probe_seconds}
+              "jit_compile": mode}
     return tidy(pd.concat(rows, ignore_index=True)), record
-
-
-def _faster_mode(call, cell):
-    """(True for XLA or False for graph mode, {mode: seconds}): compile both on one chunk, then
-    keep the faster of two warm calls each. Annealing methods are probed with a few
-    temperatures (``Method.probe_options``): the per-step cost decides, not T."""
-    probe = dict(cell.spec.method.probe_options)
-    seconds = {}
-    for mode in (False, True):
-        call(cell.chunk_size, 0, mode, **probe)  # compile and warm
-        timings = []
-        for seed in (1, 2):
-            start = time.perf_counter()
-            call(cell.chunk_size, seed, mode, **probe)
-            timings.append(time.perf_counter() - start)
-        seconds["xla" if mode else "graph"] = min(timings)
-    return seconds["xla"] < seconds["graph"], seconds
 
 
 def _load_cell(out, cell):
@@ -462,7 +445,7 @@ def environment_info(jit_compile):
         "gpus": [tf.config.experimental.get_device_details(g).get("device_name", g.name)
                  for g in gpus],
         "device": "GPU" if gpus else "CPU",
-        "xla": jit_compile if isinstance(jit_compile, bool) else MEASURE,
+        "xla": jit_compile if isinstance(jit_compile, bool) else PER_METHOD,
         "packages": {name: _version(name) for name in PACKAGES},
         "git_commit": _git_commit(),
         "env": {k: os.environ[k] for k in RECORDED_ENV_VARS if k in os.environ},
