@@ -10,6 +10,8 @@ reparameterization:
     Categorical:        k = argmax(logits + Gumbel),     Gumbel = -log(-log U)
     Bernoulli:          x = [log U < log sigmoid(logits)]
 
+A distribution with a ``philox_sample(sample_shape, seed)`` method draws its own samples with
+this file's generators (the autoregressive likelihood: D sequential passes in one compiled loop).
 Any other TFP distribution falls back to its own stateless ``sample(seed=...)``: correct, slower.
 """
 import numpy as np
@@ -48,15 +50,17 @@ def sample(dist, sample_shape, seed):
     if isinstance(dist, tfd.Categorical):
         logits = dist.logits_parameter()
         shape = tf.concat([sample_shape, tf.shape(logits)], axis=0)
-        u = _uniform(shape, seed, logits.dtype)
+        u = uniform(shape, seed, logits.dtype)
         gumbel = -tf.math.log(-tf.math.log(u))
         return tf.argmax(logits + gumbel, axis=-1, output_type=dist.dtype)
     if isinstance(dist, tfd.Bernoulli):
         logits = dist.logits_parameter()
-        u = _uniform(tf.concat([sample_shape, tf.shape(logits)], axis=0), seed, logits.dtype)
+        u = uniform(tf.concat([sample_shape, tf.shape(logits)], axis=0), seed, logits.dtype)
         return tf.cast(tf.math.log(u) < tf.math.log_sigmoid(logits), dist.dtype)
     if type(dist) is tfd.TransformedDistribution:
         return dist.bijector.forward(sample(dist.distribution, sample_shape, seed))
+    if hasattr(dist, "philox_sample"):
+        return dist.philox_sample(sample_shape, seed)
     # TFP's stateless samplers take int32 seeds.
     return dist.sample(sample_shape, seed=tf.cast(seed, tf.int32))
 
@@ -81,7 +85,7 @@ def sample_and_log_prob(dist, sample_shape, seed):
     return z, dist.log_prob(z)
 
 
-def _uniform(shape, seed, dtype):
+def uniform(shape, seed, dtype):
     """U(0, 1) excluding 0, so log(U) is finite."""
     tiny = np.finfo(dtype.as_numpy_dtype).tiny
     return tf.random.stateless_uniform(shape, seed=seed, minval=tiny, maxval=1.0, dtype=dtype,

@@ -41,12 +41,15 @@ class LatentVariableModel(tf.Module):
     def log_prob(self, x):
         return self.log_marginal(self.check_data(x))
 
-    def sample(self, num_points, seed=0):
-        """Draw x ~ p(x) by ancestral sampling: z ~ p(z), x ~ p(x | z). Returns [num_points, D]."""
+    def sample(self, num_points, seed=0, return_latents=False):
+        """Draw x ~ p(x) by ancestral sampling: z ~ p(z), x ~ p(x | z). Returns x [num_points, D],
+        or (x, z) with ``return_latents=True`` (z [num_points, d]: the latents that made x, e.g.
+        for BDMC's exact posterior samples of simulated data). The same seed gives the same x."""
         seed = as_seed(seed)
         z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2, alg=sampling.RNG_ALG))
         z = sampling.sample(self.prior, [num_points], z_seed)
-        return sampling.sample(self.likelihood(z), [], x_seed)
+        x = sampling.sample(self.likelihood(z), [], x_seed)
+        return (x, z) if return_latents else x
 
     def check_data(self, x):
         """Return x as a [N, D] tensor of the model's dtype, or raise ValueError naming the problem."""
