@@ -15,6 +15,7 @@ _EXPORTS = {
     "METHODS": "estimators.estimator",
     "estimate": "estimators.estimator",
     "AmortizedPosterior": "estimators.models",
+    "ConditionalMADE": "estimators.models",
     "GaussianMixture": "estimators.models",
     "InfiniteMixture": "estimators.models",
     "LatentVariableModel": "estimators.models",

@@ -49,12 +49,13 @@ def load_data(name, split="train"):
 def dataset_name(name):
     """Resolve a dataset or model name to a dataset name.
 
-    A model is named ``<data>[-<likelihood>]-d<latent_dim>``: ``digits-bernoulli-d8`` ->
-    ``digits-bernoulli``; ``pinwheel-gaussian-d2`` -> ``pinwheel`` (toy sets are real-valued).
+    A model is named ``<data>[-<likelihood>][-ar]-d<latent_dim>``: ``digits-bernoulli-d8`` ->
+    ``digits-bernoulli``; ``pinwheel-gaussian-d2`` -> ``pinwheel`` (toy sets are real-valued);
+    ``-ar`` marks an autoregressive component (``digits-gaussian-ar-d8`` -> ``digits-gaussian``).
     """
     if name in DATASETS:
         return name
-    match = re.fullmatch(r"(?P<base>.+?)(-(?P<lik>gaussian|bernoulli))?(-d\d+)?", str(name))
+    match = re.fullmatch(r"(?P<base>.+?)(-(?P<lik>gaussian|bernoulli))?(-ar)?(-d\d+)?", str(name))
     if match:
         base, lik = match["base"], match["lik"]
         if lik and f"{base}-{lik}" in DATASETS:

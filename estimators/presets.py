@@ -145,6 +145,13 @@ def sandwich(quick=False):
                   num_samples={m: [4] for m in methods}, repeats=4, min_chunk=4)
 
 
+@register("autoregressive")
+def autoregressive(quick=False):
+    """Digits VAEs with autoregressive components (MADE, -ar) beside their independent-pixel twins; all methods."""
+    from estimators.zoo import autoregressive_preset  # the shipped models and their data
+    return Preset(**autoregressive_preset(quick))
+
+
 def gaussian_mixture_2d():
     """Four well-separated 2-D Gaussians on the corners of a square, unequal weights."""
     from estimators.models import GaussianMixture
@@ -173,6 +180,39 @@ def nonlinear_infinite_mixture(data_dim=12, scale=0.25, seed=1):
     decoder.weights[0].assign(decoder.weights[0] * 2.0)  # a more curved decoder
     model = InfiniteMixture(decoder, latent_dim=2, scale=scale)
     model.amortized_posterior = regression_posterior(model, seed=seed)
+    return model
+
+
+def autoregressive_infinite_mixture(likelihood="autoregressive_bernoulli", data_dim=6,
+                                    latent_dim=2, hidden_units=(32,), latent_weight=2.0,
+                                    raw_scale_bias=-1.5, min_scale=0.01, seed=0,
+                                    posterior_pairs=20_000, dtype=None):
+    """An infinite mixture of autoregressive components with a 1- or 2-D latent: exact truths.
+
+    p(x | z) = prod_i p(x_i | x_<i, z) from a random ``ConditionalMADE`` (Glorot weights, seeded),
+    its weights on z scaled by ``latent_weight`` so the mixture really depends on z. Bernoulli
+    or Gaussian conditionals (``raw_scale_bias``: the Gaussian scales start near
+    min_scale + softplus(raw_scale_bias), ~0.2). With latent_dim <= 2, ``log_marginal`` is grid
+    quadrature: every estimator can be checked against an exact log p(x). Its
+    ``amortized_posterior`` is a ``regression_posterior`` fitted on ``posterior_pairs`` draws
+    (0: none, for uses that need no encoder).
+    """
+    import tensorflow as tf
+
+    from estimators.models import InfiniteMixture
+    from estimators.models.autoregressive import AUTOREGRESSIVE_KINDS, ConditionalMADE
+    dtype = tf.float32 if dtype is None else dtype
+    network = ConditionalMADE(data_dim, latent_dim, hidden_units, AUTOREGRESSIVE_KINDS[likelihood],
+                              seed=seed, dtype=dtype)
+    for v in network.cond_weights:
+        v.assign(v * latent_weight)
+    if likelihood == "autoregressive_gaussian":
+        bias = network.biases[-1]
+        bias.assign(tf.concat([bias[:data_dim], tf.fill([data_dim], tf.constant(
+            raw_scale_bias, network.dtype))], axis=0))
+    model = InfiniteMixture(network, latent_dim, likelihood, min_scale=min_scale, dtype=dtype)
+    if posterior_pairs:
+        model.amortized_posterior = regression_posterior(model, posterior_pairs, seed=seed)
     return model
 
 

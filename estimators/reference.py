@@ -296,6 +296,8 @@ def model_fingerprint(model, include_encoder=True):
     h = hashlib.sha256()
     h.update(json.dumps([type(model).__name__, model.latent_dim, model.data_dim,
                          model.likelihood_kind, model.dtype.name, model.heteroscedastic]).encode())
+    if getattr(model, "autoregressive", False):  # the Gaussian conditionals' scale floor
+        h.update(json.dumps(["min_scale", model.min_scale]).encode())
     parts = [model.decoder]
     if include_encoder:
         if model.amortized_posterior is None:

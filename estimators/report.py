@@ -9,6 +9,8 @@ Figures (seaborn, log-log, one panel per model, one colour per method, 95% boots
     error_vs_time.png   RMSE against seconds per repeat, reference t^-1/2: the estimator to pick
                         for a time budget is the lowest curve at that budget
 Values at floating-point round-off (exact estimators) are drawn on a dotted floor line.
+A models table gives, per model, the ELBO gap and Var(log p^) at M = 64 measured in the run and,
+for a model shipped in the zoo, its manifest's latent usage (active dimensions, what z carries).
 Pure pandas/matplotlib (no TensorFlow, DESIGN §8); the Agg backend, so no display is needed.
 """
 import base64
@@ -22,6 +24,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from estimators import methods as registry  # noqa: E402
@@ -304,6 +307,55 @@ INTRO = (
     "estimate, or the delta-method SE of high-budget importance sampling); it widens the bias CI.")
 
 
+# --------------------------------------------------------------------------- per-model facts
+
+FACTS_M = 64  # the M at which the models table reports Var(log p^)
+ZOO_DIR = Path(__file__).resolve().parent / "zoo"
+MODELS_INTRO = (
+    "Per model. From this run: the ELBO gap log p(x) − E[ELBO] (minus the ELBO's bias, averaged "
+    f"over M: its expectation does not depend on M) and Var(log p̂) at M = {FACTS_M} for naive MC "
+    "and posterior-IS. From a shipped model's manifest (its whole test set): test log p(x), the "
+    "active latent dimensions (mean KL(q(z_j|x) ‖ N(0, 1)) above the stated threshold), the "
+    "rate Σ_j KL (about the information I(x; z) in nats) and what the latent carries: "
+    "log p(x) − log p(x | z = 0), the mixture's gain over its component at the prior mean.")
+
+
+def model_facts(summary, zoo_dir=ZOO_DIR):
+    """One row per model of the run: the run's ELBO gap and Var(log p^) at M = FACTS_M, and, for
+    a model shipped in the zoo (``<zoo_dir>/<model>.json``), its manifest's latent usage."""
+    rows = []
+    for model, cells in summary.groupby("model", sort=False):
+        elbo = cells[cells["method"] == "elbo"]
+        row = {"model": model, "ELBO gap": -elbo["bias"].mean() if len(elbo) else np.nan}
+        for method, label in (("naive_mc", "naive MC"), ("posterior_is", "posterior-IS")):
+            at = cells[(cells["method"] == method) & (cells["num_samples"] == FACTS_M)]
+            row[f"Var {label} M={FACTS_M}"] = at["variance"].iloc[0] if len(at) else np.nan
+        row.update(_manifest_facts(Path(zoo_dir) / f"{model}.json"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _manifest_facts(path):
+    empty = {"test log p(x)": "—", "test ELBO gap": np.nan, "active dims": "—",
+             "rate": np.nan, "latent carries": np.nan}
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return empty
+    results, latent = info.get("results", {}), info.get("results", {}).get("latent", {})
+    d = info.get("architecture", {}).get("latent_dim", "?")
+    facts = dict(empty)
+    if "test_log_p" in results:
+        facts["test log p(x)"] = f"{results['test_log_p']:.3f} ± {results.get('test_log_p_se', 0):.2g}"
+        facts["test ELBO gap"] = results.get("elbo_gap", np.nan)
+    if latent:
+        facts["active dims"] = (f"{latent['active_dims']} / {d} "
+                                f"(KL > {latent['active_threshold_nats']:g})")
+        facts["rate"] = latent.get("rate", np.nan)
+        facts["latent carries"] = latent.get("latent_carries", np.nan)
+    return facts
+
+
 def _sandwich_display(table):
     shown = table.drop(columns=["all_inside"]).rename(columns={
         "steps": "T", "num_samples": "K", "lower": "ais − ref", "upper": "bdmc − ref",
@@ -328,6 +380,7 @@ def render_markdown(attrs, summary, slopes, texts, sandwich=None, sandwich_texts
     parts = [f"# Estimator comparison: {attrs.get('config', {}).get('preset', 'sweep')}", "",
              INTRO, "", "## Verdicts", ""]
     parts += [f"- **{model}**: {text}" for model, text in texts.items()]
+    parts += ["", "## Models", "", MODELS_INTRO, "", _markdown_table(model_facts(summary))]
     if sandwich is not None and len(sandwich):
         parts += ["", "## The sandwich: forward AIS ≤ log p(x) ≤ reverse AIS", ""]
         parts += [f"- **{model}**: {text}" for model, text in sandwich_texts.items()]
@@ -364,6 +417,7 @@ def render_html(attrs, summary, slopes, texts, folder, sandwich=None, sandwich_t
     title = f"Estimator comparison: {attrs.get('config', {}).get('preset', 'sweep')}"
     body = [f"<h1>{esc(title)}</h1>", f"<p>{esc(INTRO)}</p>", "<h2>Verdicts</h2>"]
     body += [f'<p class="verdict"><b>{esc(m)}</b>: {esc(t)}</p>' for m, t in texts.items()]
+    body += ["<h2>Models</h2>", f"<p>{esc(MODELS_INTRO)}</p>", _html_table(model_facts(summary))]
     if sandwich is not None and len(sandwich):
         body += ["<h2>The sandwich: forward AIS ≤ log p(x) ≤ reverse AIS</h2>"]
         body += [f'<p class="verdict"><b>{esc(m)}</b>: {esc(t)}</p>'

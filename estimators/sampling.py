@@ -10,6 +10,8 @@ reparameterization:
     Categorical:        k = argmax(logits + Gumbel),     Gumbel = -log(-log U)
     Bernoulli:          x = [log U < log sigmoid(logits)]
 
+A distribution with a ``philox_sample(sample_shape, seed)`` method draws its own samples with
+this file's generators (the autoregressive likelihood: D sequential passes in one compiled loop).
 Any other TFP distribution falls back to its own stateless ``sample(seed=...)``: correct, slower.
 """
 import numpy as np
@@ -57,6 +59,8 @@ def sample(dist, sample_shape, seed):
         return tf.cast(tf.math.log(u) < tf.math.log_sigmoid(logits), dist.dtype)
     if type(dist) is tfd.TransformedDistribution:
         return dist.bijector.forward(sample(dist.distribution, sample_shape, seed))
+    if hasattr(dist, "philox_sample"):
+        return dist.philox_sample(sample_shape, seed)
     # TFP's stateless samplers take int32 seeds.
     return dist.sample(sample_shape, seed=tf.cast(seed, tf.int32))
 
