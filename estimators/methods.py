@@ -251,11 +251,13 @@ _ANNEALING_OPTIONS = (
 
 
 def _smc_evaluations(num_particles, options):
-    """At most K (S + (S - 1) m L) at the stage cap S = max_stages: the number of stages is
-    random. The count of a run, K (S + (S - 1) m L) with its own S per point, is the ``evaluations``
-    diagnostic of ``estimate(..., return_diagnostics=True)``, which the sweep stores."""
+    """At most (K + pilot) (S + (S - 1) m L) at the stage cap S = max_stages: the number of stages
+    is random. The count of a run, with its own S per point, is the ``evaluations`` diagnostic of
+    ``estimate(..., return_diagnostics=True)``, which the sweep stores."""
     stages = options["max_stages"]
-    return num_particles * (stages + (stages - 1) * options["moves"] * options["leapfrog"])
+    pilot = options["pilot_particles"] if options["adapt"] == "pilot" else 0
+    return (num_particles + pilot) * (
+        stages + (stages - 1) * options["moves"] * options["leapfrog"])
 
 
 REGISTRY = {m.name: m for m in (
@@ -286,7 +288,8 @@ REGISTRY = {m.name: m for m in (
     Method("smc", "sequential Monte Carlo with adaptive tempering: each stage's temperature "
            "step keeps the particles' ESS at target_ess K, then systematic resampling and HMC "
            "moves", "estimators.algorithms.smc", STOCHASTIC_LOWER, needs=(NEEDS_CONTINUOUS,),
-           samples="particles", cost="K (S + (S - 1) m L), S stages (random, <= max_stages)",
+           samples="particles",
+           cost="(K + pilot) (S + (S - 1) m L), S stages (random, <= max_stages)",
            evaluations=_smc_evaluations,
            options=(
                Option("start", "auto", "start distribution: prior p(z), posterior q(z|x) "
@@ -302,5 +305,10 @@ REGISTRY = {m.name: m for m in (
                       "by exp(acceptance - 0.65) of the stage before", low=0.0, open_low=True),
                Option("max_stages", 500, "stage cap: a point that has not reached beta = 1 by "
                       "then is an error, never a truncated estimate", low=1),
+               Option("adapt", "pilot", "pilot: choose the temperatures and step sizes in an "
+                      "adaptive pilot run, then walk them frozen with the K particles (unbiased); "
+                      "population: the K particles adapt their own schedule (BlackJAX, TFP; "
+                      "consistent but biased)", choices=("pilot", "population")),
+               Option("pilot_particles", 16, "particles per point of the pilot run", low=1),
            )),
 )}
