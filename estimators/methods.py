@@ -42,6 +42,7 @@ class Option:
     low: float = None   # smallest valid value (inclusive) for numbers
     high: float = None  # largest valid value (inclusive)
     open_low: bool = False  # low itself is not valid
+    open_high: bool = False  # high itself is not valid
 
     @property
     def kind(self):
@@ -75,8 +76,9 @@ class Option:
         if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
             bound = f"> {self.low}" if self.open_low else f">= {self.low}"
             raise ValueError(f"{where} must be {bound}; got {value!r}")
-        if self.high is not None and value > self.high:
-            raise ValueError(f"{where} must be <= {self.high}; got {value!r}")
+        if self.high is not None and (value > self.high or (self.open_high and value == self.high)):
+            bound = f"< {self.high}" if self.open_high else f"<= {self.high}"
+            raise ValueError(f"{where} must be {bound}; got {value!r}")
         return value
 
 
@@ -276,6 +278,17 @@ _ANNEALING_OPTIONS = (
            "beta onto the measured run's temperatures)", low=2),
 )
 
+
+def _smc_evaluations(num_particles, options):
+    """At most (K + pilot) (S + (S - 1) m L) at the stage cap S = max_stages: the number of stages
+    is random. The count of a run, with its own S per point, is the ``evaluations`` diagnostic of
+    ``estimate(..., return_diagnostics=True)``, which the sweep stores."""
+    stages = options["max_stages"]
+    pilot = options["pilot_particles"] if options["adapt"] == "pilot" else 0
+    return (num_particles + pilot) * (
+        stages + (stages - 1) * options["moves"] * options["leapfrog"])
+
+
 REGISTRY = {m.name: m for m in (
     Method("naive_mc", "importance sampling from the prior: q = p(z), log w = log p(x|z)", _IS,
            STOCHASTIC_LOWER, in_presets=True),
@@ -303,4 +316,30 @@ REGISTRY = {m.name: m for m in (
            options=_ANNEALING_OPTIONS + (
                Option("start", "auto", "the distribution the reverse path ends at (as ais's "
                       "start): prior, posterior or auto", choices=("auto", "prior", "posterior")),)),
+    Method("smc", "sequential Monte Carlo with adaptive tempering: each stage's temperature "
+           "step keeps the particles' ESS at target_ess K, then systematic resampling and HMC "
+           "moves", "estimators.algorithms.smc", STOCHASTIC_LOWER, needs=(NEEDS_CONTINUOUS,),
+           samples="particles",
+           cost="(K + pilot) (S + (S - 1) m L), S stages (random, <= max_stages)",
+           evaluations=_smc_evaluations,
+           options=(
+               Option("start", "auto", "start distribution: prior p(z), posterior q(z|x) "
+                      "(exact or amortized), or auto (posterior where one exists)",
+                      choices=("auto", "prior", "posterior")),
+               Option("target_ess", 0.5, "each stage's temperature step brings the ESS of the "
+                      "particles' weights down to target_ess K", low=0.0, high=1.0,
+                      open_low=True, open_high=True),
+               Option("leapfrog", 10, "L: leapfrog steps per HMC move", low=1),
+               Option("moves", 2, "m: HMC moves per stage after resampling", low=1),
+               Option("step_size", 0.5, "first stage's HMC step size relative to the particles' "
+                      "spread (smallest per-coordinate standard deviation); later stages scale it "
+                      "by exp(acceptance - 0.65) of the stage before", low=0.0, open_low=True),
+               Option("max_stages", 500, "stage cap: a point that has not reached beta = 1 by "
+                      "then is an error, never a truncated estimate", low=1),
+               Option("adapt", "pilot", "pilot: choose the temperatures and step sizes in an "
+                      "adaptive pilot run, then walk them frozen with the K particles (unbiased); "
+                      "population: the K particles adapt their own schedule (BlackJAX, TFP; "
+                      "consistent but biased)", choices=("pilot", "population")),
+               Option("pilot_particles", 16, "particles per point of the pilot run", low=1),
+           )),
 )}
