@@ -12,7 +12,7 @@ The M importance weights' right tail is modelled by a generalized Pareto distrib
 
 k-hat estimates the tail index: the weights have finite moments of order < 1/k. Above
 min(1 - 1/log10 M, 0.7) the PSIS estimate is unreliable; above 0.7 plain importance sampling's
-error converges impractically slowly.
+error converges impractically slowly (``summary.khat_threshold`` holds that rule).
 
 Zhang & Stephens: with m = 30 + floor(sqrt(n)) grid points j = 1..m,
     b_j = 1 / e_max + (1 - sqrt(m / (j - 1/2))) / (3 e_(n/4))     (e_(n/4): the first quartile)
@@ -37,7 +37,6 @@ import tensorflow as tf
 MIN_TAIL = 5            # the fewest exceedances the GPD fit accepts (as ArviZ and loo)
 PRIOR_WEIGHT = 10.0     # the weak prior: (n k + PRIOR_WEIGHT * PRIOR_K) / (n + PRIOR_WEIGHT)
 PRIOR_K = 0.5
-KHAT_LIMIT = 0.7        # above this even PSIS is unreliable, whatever M
 _LOG_TINY = float(np.log(np.finfo(np.float64).tiny))  # lowest cutoff relative to the max
 
 
@@ -54,13 +53,6 @@ def _min_samples():
 
 
 MIN_SAMPLES = _min_samples()  # 21: the smallest M with a tail of MIN_TAIL weights
-
-
-def khat_threshold(num_samples):
-    """min(1 - 1/log10 M, 0.7): the largest k-hat at which PSIS with M samples is reliable."""
-    m = np.asarray(num_samples, np.float64)
-    with np.errstate(divide="ignore"):
-        return np.minimum(1.0 - 1.0 / np.log10(m), KHAT_LIMIT)
 
 
 def capacity(num_samples):
