@@ -180,6 +180,7 @@ class Stats(NamedTuple):
     log_sum_w2: tf.Tensor   # log sum_i w_i^2 [N]
     sum_log_w: tf.Tensor    # sum_i log w_i [N]
     tail: object            # pareto.Tail of the weights, or None when no running top was kept
+    rest: object            # (log sum w, log sum w^2) outside the running top (needs_tail), or None
     extra: object           # the final state of the variant's own reduction, or ()
 
 
@@ -192,7 +193,8 @@ class Variant:
     init(n, dtype) -> state; update(state, log_w [C, N]) -> state: an extra statistic streamed
         over the chunks (samples beyond M arrive as -inf).
     finish(stats: Stats) -> (estimate [N], {name: [N]}) (default ``plain_finish``).
-    needs_tail: keep the running top of the log weights even without diagnostics (psis).
+    needs_tail: keep the running top of the log weights even without diagnostics, and the
+        sums of the weights outside it (psis).
     """
     log_weights: object = None
     init: object = None
@@ -266,9 +268,10 @@ def compiled_estimator(model, method, posterior, chunk_size, jit_compile=True, t
         num_chunks = num_samples // chunk_size + tf.cast(num_samples % chunk_size > 0, tf.int32)
         m0, s0 = logspace.empty(n, dtype)
         top0 = pareto.empty_top(n, tail_capacity, dtype) if tail_capacity else ()
+        rest0 = pareto.empty_rest(n, dtype) if variant.needs_tail else ()
         extra0 = variant.init(n, dtype) if variant.init else ()
 
-        def body(i, m1, s1, m2, s2, total, top, extra):
+        def body(i, m1, s1, m2, s2, total, top, rest, extra):
             chunk_seed = tf.random.experimental.stateless_fold_in(seed, i, alg=sampling.RNG_ALG)
             lw = log_weights(model, spec, x, q, chunk_seed, chunk_size)
             # The last chunk may overhang M: its extra samples get weight 0 (log w = -inf).
@@ -278,18 +281,21 @@ def compiled_estimator(model, method, posterior, chunk_size, jit_compile=True, t
             m1, s1 = logspace.running_logsumexp(m1, s1, lw)
             m2, s2 = logspace.running_logsumexp(m2, s2, 2.0 * lw)
             total += tf.reduce_sum(tf.where(valid[:, None], lw, 0.0), axis=0)
-            if tail_capacity:
+            if variant.needs_tail:
+                top, rest = pareto.update_top_and_rest(top, rest, lw)
+            elif tail_capacity:
                 top = pareto.update_top(top, lw)
             if variant.update:
                 extra = variant.update(extra, lw)
-            return i + 1, m1, s1, m2, s2, total, top, extra
+            return i + 1, m1, s1, m2, s2, total, top, rest, extra
 
-        _, m1, s1, m2, s2, total, top, extra = tf.while_loop(
+        _, m1, s1, m2, s2, total, top, rest, extra = tf.while_loop(
             lambda i, *_: i < num_chunks, body,
-            (tf.constant(0, tf.int32), m0, s0, m0, s0, tf.zeros([n], dtype), top0, extra0))
+            (tf.constant(0, tf.int32), m0, s0, m0, s0, tf.zeros([n], dtype), top0, rest0, extra0))
         tail = pareto.pareto_tail(top, num_samples) if tail_capacity else None
         stats = Stats(num_samples, logspace.finish_logsumexp(m1, s1),
-                      logspace.finish_logsumexp(m2, s2), total, tail, extra)
+                      logspace.finish_logsumexp(m2, s2), total, tail,
+                      rest if variant.needs_tail else None, extra)
         return finish(stats)
 
     fn = tf.function(run_chunks, jit_compile=jit_compile, reduce_retracing=True)

@@ -27,17 +27,10 @@ import tensorflow as tf
 
 from estimators import methods
 from estimators.algorithms import importance
+from estimators.algorithms.logspace import log_add
 
 TOP = 8      # the largest weights, handled exactly
 POWERS = 8   # terms of the series for the others
-
-
-def log_add(a, b):
-    """log(exp(a) + exp(b)), -inf-safe."""
-    big = tf.maximum(a, b)
-    safe = tf.where(tf.math.is_finite(big), big, tf.zeros_like(big))
-    return tf.where(tf.math.is_finite(big),
-                    safe + tf.math.log(tf.exp(a - safe) + tf.exp(b - safe)), big)
 
 
 def init(n, dtype):

@@ -21,12 +21,18 @@ Zhang & Stephens: with m = 30 + floor(sqrt(n)) grid points j = 1..m,
 as ArviZ's ``psislw`` and loo's ``gpdfit`` compute it (grid weights below 10 eps are dropped).
 
 Streaming: only the S + 1 largest log weights matter, so the estimators keep a running top of
-fixed ``capacity`` >= S + 1 across chunks (``update_top``): memory is flat in M. Everything after
-the chunk loop runs in float64 (the tail is small), whatever the model's dtype.
+fixed ``capacity`` >= S + 1 across chunks (``update_top``): memory is flat in M. The PSIS estimate
+also needs the sum of the weights outside the tail; it is *added up* (``update_top_and_rest``:
+each weight that leaves the running top joins a running sum), never taken as the total minus the
+tail, which cancels catastrophically when one weight dominates. Everything after the chunk loop
+runs in float64 (the tail is small), whatever the model's dtype.
 
 Where the tail has fewer than ``MIN_TAIL`` = 5 exceedances (M < ``MIN_SAMPLES`` = 21, or weights
-with ties at the cutoff: a discrete latent, or all weights equal, as under an exact posterior)
-there is nothing to fit: k-hat is NaN and no weight is smoothed. (ArviZ returns k = inf there.)
+with ties at the cutoff: a discrete latent, or all weights equal) there is nothing to fit: k-hat
+is NaN and no weight is smoothed (ArviZ returns k = inf there). The same holds where the tail's
+log weights span no more than their round-off (``FLAT_TAIL`` eps of the weights' dtype, relative
+to the largest): under an exact posterior every weight is p(x) up to float error, and a fit to
+that noise would be meaningless.
 """
 import math
 from typing import NamedTuple
@@ -34,9 +40,12 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from estimators.algorithms import logspace
+
 MIN_TAIL = 5            # the fewest exceedances the GPD fit accepts (as ArviZ and loo)
 PRIOR_WEIGHT = 10.0     # the weak prior: (n k + PRIOR_WEIGHT * PRIOR_K) / (n + PRIOR_WEIGHT)
 PRIOR_K = 0.5
+FLAT_TAIL = 64.0        # a tail within this many eps (relative) of its largest log weight is flat
 _LOG_TINY = float(np.log(np.finfo(np.float64).tiny))  # lowest cutoff relative to the max
 
 
@@ -76,6 +85,32 @@ def update_top(top, log_w):
     return tf.math.top_k(merged, k=size, sorted=True).values
 
 
+def empty_rest(n, dtype):
+    """log sum w and log sum w^2 of no weights: ([N] -inf, [N] -inf)."""
+    empty = tf.fill([n], tf.constant(-np.inf, dtype))
+    return empty, empty
+
+
+def update_top_and_rest(top, rest, log_w):
+    """``update_top``, plus the running (log sum w, log sum w^2) ``rest`` of every weight that
+    is not (or no longer) in the top: those below the new top's smallest value tau, and the
+    copies of tau beyond the top's size."""
+    size = top.shape[1]
+    merged = tf.concat([top, tf.transpose(log_w)], axis=1)
+    top = tf.math.top_k(merged, k=size, sorted=True).values
+    tau = top[:, -1]
+    leaving = merged < tau[:, None]
+    log_ties = tf.math.log(tf.reduce_sum(tf.cast(merged >= tau[:, None], merged.dtype), axis=1)
+                           - size)  # -inf without ties
+    neg_inf = tf.constant(-np.inf, merged.dtype)
+    new = []
+    for power, running in zip((1.0, 2.0), rest):
+        chunk = tf.reduce_logsumexp(tf.where(leaving, power * merged, neg_inf), axis=1)
+        ties = tf.where(tf.math.is_finite(tau), log_ties + power * tau, neg_inf)
+        new.append(logspace.log_add(running, logspace.log_add(chunk, ties)))
+    return top, tuple(new)
+
+
 class Tail(NamedTuple):
     """The fitted and smoothed tail of each column's weights (float64, [N] each)."""
     khat: tf.Tensor             # NaN where no fit (fewer than MIN_TAIL exceedances)
@@ -85,6 +120,8 @@ class Tail(NamedTuple):
     log_smoothed: tf.Tensor     # log sum of the smoothed tail weights (= log_raw without a fit)
     log_raw_sq: tf.Tensor       # log sum of their squares (for the effective sample size)
     log_smoothed_sq: tf.Tensor
+    log_body: tf.Tensor         # log sum of the top's weights outside the tail
+    log_body_sq: tf.Tensor
 
 
 def fit_generalized_pareto(exceedances, count):
@@ -136,6 +173,7 @@ def gpd_quantile(probs, k, sigma):
 def pareto_tail(top, num_samples):
     """Fit and smooth the tail of each column from its running top [N, capacity] (decreasing
     log weights, -inf padded) for M = ``num_samples`` (a scalar tensor or int); see ``Tail``."""
+    eps = np.finfo(top.dtype.as_numpy_dtype).eps
     top = tf.cast(top, tf.float64)
     size = top.shape[1]
     m = tf.cast(num_samples, tf.float64)
@@ -149,6 +187,8 @@ def pareto_tail(top, num_samples):
                         _LOG_TINY)
     position = tf.range(size)[None, :]
     in_tail = (position < tail) & (x > cutoff[:, None])
+    flat = -cutoff <= FLAT_TAIL * eps * (1.0 + tf.abs(shift))  # round-off apart: no tail
+    in_tail &= ~flat[:, None]
     count = tf.reduce_sum(tf.cast(in_tail, tf.int32), axis=1)  # a prefix: x is decreasing
     exceedances = tf.where(in_tail, tf.exp(x) - tf.exp(cutoff)[:, None], tf.zeros_like(x))
     khat, sigma = fit_generalized_pareto(exceedances, count)
@@ -166,20 +206,18 @@ def pareto_tail(top, num_samples):
 
     neg_inf = tf.constant(-np.inf, tf.float64)
 
-    def log_sum(values, power=1.0):
-        return shift * power + tf.reduce_logsumexp(tf.where(in_tail, power * values, neg_inf), axis=1)
+    def log_sum(values, power=1.0, where=in_tail):
+        return shift * power + tf.reduce_logsumexp(tf.where(where, power * values, neg_inf), axis=1)
 
     return Tail(khat, sigma, count, log_sum(x), log_sum(smoothed), log_sum(x, 2.0),
-                log_sum(smoothed, 2.0))
+                log_sum(smoothed, 2.0), log_sum(x, 1.0, ~in_tail), log_sum(x, 2.0, ~in_tail))
 
 
-def replace_tail(log_total, log_raw, log_new):
-    """log(exp(log_total) - exp(log_raw) + exp(log_new)), in float64: a sum of weights with the
-    raw tail's part swapped for the smoothed tail's (log_raw <= log_total)."""
-    log_total = tf.cast(log_total, tf.float64)
-    finite = tf.math.is_finite(log_total)
-    base = tf.where(finite, log_total, tf.zeros_like(log_total))
-    body = -tf.math.expm1(tf.minimum(log_raw - base, 0.0))  # share of the total outside the tail
-    inner = body + tf.exp(log_new - base)
-    result = base + tf.math.log(tf.maximum(inner, np.finfo(np.float64).tiny))
-    return tf.where(finite, result, log_total)
+def smoothed_log_sums(tail, rest):
+    """(log sum of the smoothed weights, log sum of their squares): the weights outside the
+    running top (``rest``, from ``update_top_and_rest``), the top's weights outside the tail,
+    and the smoothed tail, all added (float64)."""
+    rest = [tf.cast(r, tf.float64) for r in rest]
+    total = logspace.log_add(logspace.log_add(rest[0], tail.log_body), tail.log_smoothed)
+    total_sq = logspace.log_add(logspace.log_add(rest[1], tail.log_body_sq), tail.log_smoothed_sq)
+    return total, total_sq

@@ -6,9 +6,10 @@
            each truncated at the largest raw weight
     log p^(x) = log (1/M) sum_i w~_i
 
-Streamed: the loop of ``importance`` keeps the running logsumexp of all M weights and a running
-top of the S + 1 largest; afterwards the raw tail's share of the sum is swapped for the smoothed
-tail's (in float64). Diagnostics: ``khat`` (the fitted tail index of the raw weights) and ``ess``,
+Streamed: the loop of ``importance`` keeps a running top of the S + 1 largest weights and the
+running sums of the weights that are not in it; afterwards the smoothed tail is added to those
+(in float64; subtracting the raw tail from the total instead would cancel catastrophically when
+one weight dominates). Diagnostics: ``khat`` (the fitted tail index of the raw weights) and ``ess``,
 the Kish effective sample size of the smoothed weights. Needs M >= 21 (a tail of 5 weights).
 Smoothing leaves the weights alone where the tail cannot be fitted (fewer than 5 distinct
 exceedances, e.g. all weights equal): there the estimate is posterior_is's.
@@ -23,8 +24,7 @@ def finish(stats):
     """log mean of the smoothed weights, with k-hat and their Kish ESS."""
     tail = stats.tail
     dtype = stats.log_sum_w.dtype
-    log_sum = pareto.replace_tail(stats.log_sum_w, tail.log_raw, tail.log_smoothed)
-    log_sum_sq = pareto.replace_tail(stats.log_sum_w2, tail.log_raw_sq, tail.log_smoothed_sq)
+    log_sum, log_sum_sq = pareto.smoothed_log_sums(tail, stats.rest)
     log_mean = log_sum - tf.math.log(tf.cast(stats.num_samples, tf.float64))
     return tf.cast(log_mean, dtype), {"ess": tf.cast(logspace.kish_ess(log_sum, log_sum_sq), dtype),
                                       "khat": tf.cast(tail.khat, dtype)}
