@@ -102,6 +102,7 @@ class Method:
     # faster than graph mode (many small ops in nested loops).
     cpu_jit_compile: bool = False
     cost: str = "M"           # likelihood evaluations per point, as a formula
+    min_samples: int = 1      # the smallest num_samples the method accepts
     # evaluations(num_samples, options) -> evaluations of log p(x|z) (or its gradient) per point
     evaluations: object = field(default=lambda num_samples, options: num_samples, repr=False)
 
@@ -237,6 +238,14 @@ def check_applicable(spec, model, *, proposal=None, posterior_samples=None):
                          "model.sample(n, seed, return_latents=True))")
 
 
+def check_num_samples(spec, num_samples):
+    """ValueError naming the minimum when ``num_samples`` is below what ``spec`` accepts."""
+    method = parse(spec).method
+    if num_samples < method.min_samples:
+        raise ValueError(f"{method.name} needs num_samples >= {method.min_samples}"
+                         f"{_MIN_REASONS.get(method.name, '')}; got {num_samples}")
+
+
 def table():
     """One dict per method (name, bound, returns, needs, options, cost): for listings."""
     return [{"method": m.name, "description": m.description, "returns": m.returns,
@@ -251,6 +260,12 @@ def table():
 _IS = "estimators.algorithms.importance"
 # Chains per chunk for AIS/BDMC: K rounded up to a multiple of this runs (the overhang masked).
 ANNEALING_CHUNK = 8
+PSIS_MIN_SAMPLES = 21  # the smallest M whose Pareto tail ceil(min(M/5, 3 sqrt(M))) has 5 weights
+_MIN_REASONS = {
+    "psis": " (its Pareto fit needs a tail of at least 5 weights, and the tail is "
+            "ceil(min(M/5, 3 sqrt(M))))",
+    "jackknife_iwae": " (its leave-one-out estimates need two samples)",
+}
 
 
 def _annealing_evaluations(num_chains, options):
@@ -299,6 +314,22 @@ REGISTRY = {m.name: m for m in (
            in_presets=True),
     Method("elbo", "mean log weight under the posterior_is proposal", _IS, LOWER,
            returns="ELBO", needs=(NEEDS_POSTERIOR,), in_presets=True),
+    Method("psis", "Pareto-smoothed importance sampling (Vehtari et al. 2024) of the posterior_is "
+           "weights: the largest ceil(min(M/5, 3 sqrt(M))) are replaced by quantiles of a "
+           "generalized Pareto fit to them, truncated at the largest raw weight; biased (downward "
+           "as a rule) but with far less variance when the weights are heavy-tailed",
+           "estimators.algorithms.psis", NO_BOUND, needs=(NEEDS_POSTERIOR,),
+           min_samples=PSIS_MIN_SAMPLES),
+    Method("defensive_is", "defensive importance sampling (Hesterberg 1995): proposal "
+           "alpha p(z) + (1 - alpha) q(z|x) with posterior_is's q; unbiased, and every weight is "
+           "at most p(x|z) / alpha", "estimators.algorithms.defensive_is", STOCHASTIC_LOWER,
+           needs=(NEEDS_POSTERIOR,),
+           options=(Option("alpha", 0.1, "weight of the prior in the proposal mixture",
+                           low=0.0, high=1.0, open_high=True),)),
+    Method("jackknife_iwae", "Nowozin's (2018) jackknife bias correction of the IWAE "
+           "(posterior_is) estimate from the same weights: M L_M - (M - 1) mean_i L_{M-1}^(-i); "
+           "bias O(1/M^2) instead of O(1/M), no longer a bound", "estimators.algorithms."
+           "jackknife_iwae", NO_BOUND, needs=(NEEDS_POSTERIOR,), min_samples=2),
     Method("ais", "annealed importance sampling (Neal 2001) with HMC moves, forward from the start "
            "distribution to p(x, z)", "estimators.algorithms.ais", STOCHASTIC_LOWER,
            needs=(NEEDS_CONTINUOUS,), samples="chains", cost="K T (L + 1) + pilot",

@@ -8,6 +8,10 @@ Figures (seaborn, log-log, one panel per model, one colour per method, 95% boots
     time_vs_M.png       seconds per repeat against M, reference proportional to M
     error_vs_time.png   RMSE against seconds per repeat, reference t^-1/2: the estimator to pick
                         for a time budget is the lowest curve at that budget
+    khat_vs_error.png   (when the run has k-hat values) each estimate's |error| against its
+                        Pareto k-hat, with the 0.7 line and the M-dependent thresholds; beside
+                        it a table and a verdict per model: could k-hat, or Kish ESS, have
+                        warned a user of the estimates that were really off?
 Values at floating-point round-off (exact estimators) are drawn on a dotted floor line.
 A models table gives, per model, the ELBO gap and Var(log p^) at M = 64 measured in the run and,
 for a model shipped in the zoo, its manifest's latent usage (active dimensions, what z carries).
@@ -32,6 +36,9 @@ from estimators.results import atomic_write_bytes  # noqa: E402
 from estimators.sandwich import SANDWICH_K, sandwich_table, sandwich_verdicts  # noqa: E402
 from estimators.summary import (ROUNDOFF_BIAS, ROUNDOFF_VARIANCE, fit_slopes,  # noqa: E402
                                 summarize, verdicts)
+from estimators.summary import (ERROR_FLOOR, ESS_FRACTION, KHAT_LIMIT,  # noqa: E402
+                                ROUNDOFF_BIAS, ROUNDOFF_VARIANCE, diagnostic_verdicts,
+                                fit_slopes, flag_estimates, khat_threshold, summarize, verdicts)
 
 FIGURES = {
     "error_vs_time.png": "RMSE of log p̂ against the time of one repeat: for a time budget on the "
@@ -50,6 +57,13 @@ SANDWICH_FIGURE = ("sandwich.png", "Forward AIS (a stochastic lower bound) and r
                    "(bdmc, an upper bound) against the number of temperatures T, as the mean "
                    "difference from the reference log p(x) (grey band: ± the reference's SE). "
                    "Bands: ±2 SE over repeats and points.")
+KHAT_FIGURE = "khat_vs_error.png"
+KHAT_CAPTION = (
+    "Each dot is one estimate (a data point in one repeat): its |error| against the Pareto k̂ of "
+    "its importance weights. Solid line: k̂ = 0.7; dashed: the sample-size-dependent threshold "
+    "min(1 − 1/log10 M, 0.7) for each M; dotted: the real-error floor. A diagnostic that warns "
+    "well puts the large errors right of the threshold. At most 300 dots per method and M.")
+KHAT_POINTS_PER_CELL = 300
 ROUNDOFF_FLOOR = {"abs_bias": ROUNDOFF_BIAS, "variance": ROUNDOFF_VARIANCE, "rmse": ROUNDOFF_BIAS}
 TABLE_COLUMNS = ["model", "method", "num_samples", "bias", "bias_ci_low", "bias_ci_high",
                  "variance", "rmse", "ess", "seconds", "samples_per_second", "compile_seconds",
@@ -72,15 +86,23 @@ def write_report(df, folder, summary=None):
     if len(sandwich):
         _save_figure(sandwich_figure(sandwich), folder / SANDWICH_FIGURE[0])
         figures = {SANDWICH_FIGURE[0]: SANDWICH_FIGURE[1], **figures}
+    written = ["summary.csv", *figures]
+    diagnostics = None
+    if "khat" in df and df["khat"].notna().any():
+        shown = display_names(df)
+        _save_figure(khat_figure(shown, methods), folder / KHAT_FIGURE)
+        written.append(KHAT_FIGURE)
+        diagnostics = {"texts": diagnostic_verdicts(shown), "table": _diagnostic_table(summary)}
     slopes = fit_slopes(summary)
     texts = verdicts(summary)
     extra = {"sandwich": sandwich, "sandwich_texts": sandwich_verdicts(sandwich),
-             "skipped": df.attrs.get("skipped") or [], "figures": figures}
+             "skipped": df.attrs.get("skipped") or [], "figures": figures,
+             "diagnostics": diagnostics}
     atomic_write_bytes(folder / "report.md",
                        render_markdown(df.attrs, summary, slopes, texts, **extra).encode())
     atomic_write_bytes(folder / "report.html",
                        render_html(df.attrs, summary, slopes, texts, folder, **extra).encode())
-    return {name: folder / name for name in ["summary.csv", *figures, "report.md", "report.html"]}
+    return {name: folder / name for name in [*written, "report.md", "report.html"]}
 
 
 def display_names(frame):
@@ -206,6 +228,32 @@ def sandwich_figure(table):
     axes.flat[0].legend(fontsize=7)
     figure.tight_layout()
     return figure
+def khat_figure(df, methods, seed=0):
+    """Per model: |estimate - truth| (log) against k-hat, a dot per estimate, coloured by method."""
+    frame = flag_estimates(df)
+    frame = frame[frame["khat"].notna()]
+    frame = (frame.sample(frac=1.0, random_state=seed)  # shuffled: head() is a random subset
+             .groupby(["model", "method", "num_samples"], sort=False).head(KHAT_POINTS_PER_CELL))
+    frame = frame.assign(abs_error=np.maximum(frame["abs_error"], ROUNDOFF_BIAS))
+    methods = [m for m in methods if m in set(frame["method"])]
+    grid = sns.FacetGrid(frame, col="model", hue="method", hue_order=methods, sharex=False,
+                         sharey=False, height=3.6, aspect=1.2, palette="colorblind")
+    grid.map_dataframe(sns.scatterplot, x="khat", y="abs_error", s=9, alpha=0.45, linewidth=0,
+                       rasterized=True)
+    grid.set_titles("{col_name}")
+    for model, ax in zip(grid.col_names, grid.axes.flat):
+        ax.set(yscale="log")
+        ax.axvline(KHAT_LIMIT, color="0.2", linewidth=1.2)
+        for m in sorted(frame.loc[frame["model"] == model, "num_samples"].unique()):
+            threshold = float(khat_threshold(m))
+            if threshold < KHAT_LIMIT:
+                ax.axvline(threshold, color="0.45", linestyle="--", linewidth=0.8)
+                ax.text(threshold, 1.0, f" M={m}", transform=ax.get_xaxis_transform(), fontsize=6,
+                        color="0.35", rotation=90, va="top", ha="right")
+        ax.axhline(ERROR_FLOOR, color="0.5", linestyle=":", linewidth=1)
+    grid.set_axis_labels("Pareto k̂ of the weights", "|estimate − truth| (nats)")
+    grid.add_legend(title="method", markerscale=2)
+    return grid.figure
 
 
 FIGURE_MAKERS = {"bias_vs_M.png": bias_figure, "variance_vs_M.png": variance_figure,
@@ -272,6 +320,54 @@ def _display_table(summary):
                    "truth_se"]]
     return table.rename(columns={"num_samples": "M", "samples_per_second": "samples/s",
                                  "compile_seconds": "compile s", "truth_se": "truth SE"})
+
+
+def _diagnostic_table(summary):
+    """The diagnostics-against-error numbers of the cells that have a k-hat or an ESS."""
+    table = summary[summary["khat"].notna() | summary["ess"].notna()]
+    table = table[["model", "method", "num_samples", "khat", "khat_threshold", "khat_high",
+                   "bad_if_khat_high", "bad_if_khat_low", "ess_low", "bad_if_ess_low",
+                   "bad_if_ess_high", "bad"]]
+    return table.rename(columns={
+        "num_samples": "M", "khat": "mean k̂", "khat_threshold": "threshold",
+        "khat_high": "k̂ flags", "bad_if_khat_high": "bad if k̂ flags",
+        "bad_if_khat_low": "bad if k̂ does not", "ess_low": "ESS flags", "bad_if_ess_low": "bad if ESS flags",
+        "bad_if_ess_high": "bad if ESS does not", "bad": "bad (all)"})
+
+
+DIAGNOSTIC_INTRO = (
+    "Could a user without the truth have seen the error coming? An estimate has a *real error* "
+    f"when |estimate − truth| > max(3 × truth SE, {ERROR_FLOOR:g} nats). Two warnings computed "
+    "from the weights alone: the Pareto k̂ above min(1 − 1/log10 M, 0.7) (Vehtari et al. 2024), "
+    f"and the Kish ESS below {ESS_FRACTION:g} × M. Table columns: the share of estimates each "
+    "flags, and the share with a real error among the flagged against among the others (k̂ is "
+    "NaN for M < 21 and for weights without a tail, e.g. all equal). The verdict counts the "
+    "estimates that have a k̂: a diagnostic could have warned when it caught at least 80% of "
+    "the real errors and flagged estimates were more often wrong than unflagged ones.")
+
+
+def _diagnostic_markdown(diagnostics):
+    if diagnostics is None:
+        return []
+    parts = ["## Diagnostics against the error", "", DIAGNOSTIC_INTRO, ""]
+    parts += [f"- **{model}**: {text}" for model, text in diagnostics["texts"].items()]
+    parts += ["", f"![{KHAT_FIGURE}]({KHAT_FIGURE})", "", f"*{KHAT_CAPTION}*", "",
+              _markdown_table(diagnostics["table"]), ""]
+    return parts
+
+
+def _diagnostic_html(diagnostics, folder):
+    if diagnostics is None:
+        return []
+    esc = html.escape
+    data = base64.b64encode((Path(folder) / KHAT_FIGURE).read_bytes()).decode()
+    body = ["<h2>Diagnostics against the error</h2>", f"<p>{esc(DIAGNOSTIC_INTRO)}</p>"]
+    body += [f'<p class="verdict"><b>{esc(m)}</b>: {esc(t)}</p>'
+             for m, t in diagnostics["texts"].items()]
+    body += [f'<figure><img alt="{KHAT_FIGURE}" src="data:image/png;base64,{data}">'
+             f"<figcaption>{esc(KHAT_CAPTION)}</figcaption></figure>",
+             _html_table(diagnostics["table"])]
+    return body
 
 
 def _slope_table(slopes):
@@ -376,7 +472,7 @@ SANDWICH_NOTE = (
 
 
 def render_markdown(attrs, summary, slopes, texts, sandwich=None, sandwich_texts=None,
-                    skipped=(), figures=FIGURES):
+                    skipped=(), figures=FIGURES, diagnostics=None):
     parts = [f"# Estimator comparison: {attrs.get('config', {}).get('preset', 'sweep')}", "",
              INTRO, "", "## Verdicts", ""]
     parts += [f"- **{model}**: {text}" for model, text in texts.items()]
@@ -392,6 +488,7 @@ def render_markdown(attrs, summary, slopes, texts, sandwich=None, sandwich_texts
     parts += ["## Figures", ""]
     for name, caption in figures.items():
         parts += [f"![{name}]({name})", "", f"*{caption}*", ""]
+    parts += _diagnostic_markdown(diagnostics)
     parts += ["## Summary (one row per model × method × M)", "",
               _markdown_table(_display_table(summary)), "", "## Run and environment", ""]
     parts += [f"- {label}: {value}" for label, value in _run_facts(attrs)]
@@ -411,7 +508,7 @@ img { max-width: 100%; } figcaption { color: #555; font-size: 0.9em; margin-bott
 
 
 def render_html(attrs, summary, slopes, texts, folder, sandwich=None, sandwich_texts=None,
-                skipped=(), figures=FIGURES):
+                skipped=(), figures=FIGURES, diagnostics=None):
     """A self-contained page: the figures are embedded as base64 PNGs."""
     esc = html.escape
     title = f"Estimator comparison: {attrs.get('config', {}).get('preset', 'sweep')}"
@@ -432,6 +529,7 @@ def render_html(attrs, summary, slopes, texts, folder, sandwich=None, sandwich_t
         data = base64.b64encode((Path(folder) / name).read_bytes()).decode()
         body.append(f'<figure><img alt="{name}" src="data:image/png;base64,{data}">'
                     f"<figcaption>{esc(caption)}</figcaption></figure>")
+    body += _diagnostic_html(diagnostics, folder)
     body += ["<h2>Summary (one row per model × method × M)</h2>",
              _html_table(_display_table(summary)), "<h2>Run and environment</h2><ul>"]
     body += [f"<li>{esc(label)}: {esc(str(value))}</li>" for label, value in _run_facts(attrs)]

@@ -49,7 +49,7 @@ import pandas as pd
 import tensorflow as tf
 
 from estimators import methods as registry
-from estimators.estimator import default_prior_proposal, estimate
+from estimators.estimator import compile_options, default_prior_proposal, estimate
 from estimators.models.base import as_seed
 from estimators.reference import reference_log_marginal
 from estimators.results import (RESULTS_FILE, ResultsError, read_metadata, read_table,
@@ -75,8 +75,9 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
     from ``estimators.methods`` (stored in canonical form); num_samples: the M values (K chains
     for AIS), or {method: [M, ...]}; seed: int. ``latents``: {name: z [N, d]}, exact posterior
     draws of the data (simulated with ``model.sample(..., return_latents=True)``) for ``bdmc``.
-    A method that does not apply to a model (AIS on a GMM; bdmc without exact posterior draws)
-    is skipped and listed in ``df.attrs["skipped"]`` with the reason.
+    A method that does not apply to a model (AIS on a GMM; bdmc without exact posterior draws),
+    and M values below a method's minimum (psis: 21), are skipped and listed in
+    ``df.attrs["skipped"]`` with the reason.
     ``jit_compile``: True (XLA), False (graph)
     or "auto" (XLA on GPU, graph on CPU, where it compiles ~10x faster and ran these small models
     faster; see PERFORMANCE.md). ``out``: folder for incremental, resumable results (see module
@@ -103,8 +104,14 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
             except ValueError as err:
                 skipped.append({"model": m, "method": spec.canonical, "reason": str(err)})
                 continue
+            minimum = spec.method.min_samples
+            too_small = [M for M in budgets[spec.canonical] if M < minimum]
+            if too_small:
+                skipped.append({"model": m, "method": spec.canonical, "reason":
+                                f"{spec.name} needs num_samples >= {minimum}; skipped M = "
+                                f"{', '.join(map(str, too_small))}"})
             cells += [_Cell(states[m], spec, M, repeats, int(seed), jit_compile, int(min_chunk),
-                            int(max_chunk)) for M in budgets[spec.canonical]]
+                            int(max_chunk)) for M in budgets[spec.canonical] if M >= minimum]
     if not cells:
         raise ValueError("no method applies to any model: " + "; ".join(
             f"{s['model']}/{s['method']}: {s['reason']}" for s in skipped))
@@ -362,11 +369,15 @@ def _compute_cell(cell, warmed):
     proposal = state.prior_proposal(cell.seed) if cell.spec.name == "prior_is" else None
     truth, truth_se = state.truth()
 
+    # The options that pick the compiled function besides the shapes (k-hat's running top grows
+    # with M): the warm-up uses them too, so it compiles what the timed calls run.
+    options = compile_options(cell.method, cell.num_samples)
+
     def call(num_samples, seed, jit_compile):
         log_p, diag = estimate(state.model, x, cell.method, num_samples, seed=seed,
                                proposal=proposal, chunk_size=cell.chunk_size,
                                jit_compile=jit_compile, return_diagnostics=True,
-                               posterior_samples=latents)
+                               posterior_samples=latents, **options)
         nan = np.full(int(x.shape[0]), np.nan)  # materialised: the work is finished
         return log_p.numpy(), {k: np.asarray(diag[k], np.float64) if k in diag else nan
                                for k in DIAGNOSTICS}
@@ -375,10 +386,12 @@ def _compute_cell(cell, warmed):
     if mode == PER_METHOD:
         mode = cell.spec.method.cpu_jit_compile
     compile_seconds = 0.0
-    shape_key = (state.name, cell.method, cell.chunk_size, int(x.shape[0]), mode)
+    shape_key = (state.name, cell.method, cell.chunk_size, int(x.shape[0]), mode,
+                 tuple(sorted(options.items())))
     if shape_key not in warmed:
         start = time.perf_counter()
-        call(cell.chunk_size, 0, mode)  # one chunk: compiles the function every M of this chunk uses
+        # One chunk (at least the method's minimum M): compiles the function this cell uses.
+        call(max(cell.chunk_size, cell.spec.method.min_samples), 0, mode)
         compile_seconds = time.perf_counter() - start
         warmed.add(shape_key)
 

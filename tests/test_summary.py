@@ -129,3 +129,72 @@ def test_summary_reports_the_references_own_error_bar():
     from estimators.summary import summarize
     summary = summarize(pd.DataFrame(rows))
     assert summary["truth_se"].iloc[0] == pytest.approx(np.sqrt((0.09 + 0.16) / 2))
+
+
+# ------------------------------------------------------------------ diagnostics against the error
+
+def diagnostic_frame():
+    """Two points x three repeats at M = 100 (k-hat threshold 1 - 1/2 = 0.5, ESS cutoff 10).
+    Point 0 has an exact truth (tolerance: the 0.05-nat floor), point 1 truth_se = 0.1
+    (tolerance 0.3). Per row (point, repeat): error, k-hat, ESS ->  real error? k flag? ESS flag?
+        (0,0) -0.5  0.9   5   bad  k    ess
+        (0,1) 0.01  0.3  50   -    -    -
+        (0,2) -0.2  0.4   8   bad  -    ess
+        (1,0) -0.2  0.8  20   -    k    -
+        (1,1) -0.4  NaN  30   bad  n/a  -
+        (1,2)  0.1  0.6   9   -    k    ess
+    """
+    df = frame([[-0.5, 0.01, -0.2], [-0.2, -0.4, 0.1]], truth=[-1.0, -2.0],
+               method="posterior_is", num_samples=100, ess=None)
+    df["truth_se"] = np.where(df["point"] == 1, 0.1, 0.0)
+    values = {(0, 0): (0.9, 5), (0, 1): (0.3, 50), (0, 2): (0.4, 8),
+              (1, 0): (0.8, 20), (1, 1): (np.nan, 30), (1, 2): (0.6, 9)}
+    df["khat"] = [values[p, r][0] for p, r in zip(df["point"], df["repeat"])]
+    df["ess"] = [float(values[p, r][1]) for p, r in zip(df["point"], df["repeat"])]
+    return df
+
+
+def test_diagnostic_shares_match_hand_computation():
+    row = summarize(diagnostic_frame()).iloc[0]
+    assert row["khat"] == pytest.approx(3.0 / 5)            # NaN skipped
+    assert row["khat_threshold"] == pytest.approx(0.5)
+    assert row["khat_high"] == pytest.approx(3 / 5)         # (0,0), (1,0), (1,2) of five
+    assert row["bad_if_khat_high"] == pytest.approx(1 / 3)  # only (0,0) is bad
+    assert row["bad_if_khat_low"] == pytest.approx(1 / 2)   # (0,1) fine, (0,2) bad
+    assert row["ess_low"] == pytest.approx(3 / 6)           # (0,0), (0,2), (1,2)
+    assert row["bad_if_ess_low"] == pytest.approx(2 / 3)
+    assert row["bad_if_ess_high"] == pytest.approx(1 / 3)   # (1,1) bad among (0,1), (1,0), (1,1)
+    assert row["bad"] == pytest.approx(3 / 6)
+
+
+def test_diagnostic_verdicts_match_hand_computation():
+    from estimators.summary import diagnostic_counts, diagnostic_verdicts
+    counts = diagnostic_counts(diagnostic_frame()).set_index("diagnostic")
+    # The five rows with a k-hat: bad (0,0) and (0,2).
+    assert counts.loc["khat", ["estimates", "bad", "flagged", "bad_flagged", "bad_unflagged"]].tolist() == [5, 2, 3, 1, 1]
+    assert counts.loc["ess", ["estimates", "bad", "flagged", "bad_flagged", "bad_unflagged"]].tolist() == [5, 2, 3, 2, 0]
+    text = diagnostic_verdicts(diagnostic_frame())["m"]
+    # k-hat caught half, and its flags were wrong less often than its silences: no warning.
+    assert "k̂ above min(1 − 1/log10 M, 0.7) caught 50% of them" in text
+    assert "k̂ above min(1 − 1/log10 M, 0.7) caught 50% of them (flagged estimates were wrong 33% of the time, unflagged ones 50%): it could not have warned" in text
+    assert "ESS/M below 0.1 caught 100% of them (flagged estimates were wrong 67% of the time, unflagged ones 0%): it could have warned a user." in text
+
+
+def test_no_real_error_is_nothing_to_warn_about():
+    from estimators.summary import diagnostic_verdicts
+    df = diagnostic_frame().assign(estimate=lambda d: d["truth"])
+    assert "nothing to warn about" in diagnostic_verdicts(df)["m"]
+
+
+def test_report_shows_the_diagnostics_when_there_are_khats(tmp_path):
+    from estimators.report import KHAT_FIGURE, write_report
+    df = diagnostic_frame()
+    written = write_report(df, tmp_path)
+    assert KHAT_FIGURE in written and (tmp_path / KHAT_FIGURE).stat().st_size > 1000
+    text = (tmp_path / "report.md").read_text()
+    assert "## Diagnostics against the error" in text and "could not have warned" in text
+    assert (tmp_path / "report.html").read_text().count("data:image/png;base64,") == 5
+    # Without k-hat values there is no such section.
+    write_report(df.assign(khat=np.nan), tmp_path / "plain")
+    assert not (tmp_path / "plain" / KHAT_FIGURE).exists()
+    assert "Diagnostics against" not in (tmp_path / "plain" / "report.md").read_text()

@@ -10,3 +10,6 @@ from estimators.algorithms import annealing
 
 def run(spec, model, x, num_chains, seed, context):
     return annealing.run(spec, model, x, num_chains, seed, context, reverse=False)
+
+
+compile_options = annealing.compile_options

@@ -27,7 +27,9 @@ during the measured run (x1.02 if its moving-average acceptance > 0.65, else x0.
 biases p^ slightly (tested). "none" keeps ``step_size``.
 
 Chains run in chunks of ``chunk_size`` in a ``tf.while_loop``: memory is flat in K. K and T are
-tensor arguments: one compiled function per (model, options other than steps).
+tensor arguments: one compiled function per (model, options other than steps). With diagnostics
+(and K >= 21) the loop also keeps a running top of the chains' log weights for their Pareto
+k-hat (``pareto``; for bdmc, of the reverse weights, whose mean estimates 1/p(x)).
 """
 import math
 
@@ -35,8 +37,9 @@ import numpy as np
 import tensorflow as tf
 
 from estimators import sampling
-from estimators.algorithms import hmc, logspace
-from estimators.algorithms.importance import callable_key, checked_posterior
+from estimators.algorithms import hmc, logspace, pareto
+from estimators.algorithms.importance import (callable_key, checked_posterior,
+                                              resolve_tail_capacity)
 from estimators.models.base import model_cache
 
 TARGET_ACCEPT = 0.65
@@ -51,14 +54,23 @@ def run(spec, model, x, num_chains, seed, context, reverse=False):
     start = resolve_start(spec, model, context)
     posterior = checked_posterior(model, x, spec.name, context.proposal) if start == "posterior" else None
     given = context.posterior_samples is not None
+    capacity = resolve_tail_capacity(num_chains, context.tail_capacity) if context.diagnostics else 0
     fn = compiled_annealer(model, spec, posterior, reverse, given, context.chunk_size,
-                           context.jit_compile)
+                           context.jit_compile, capacity)
     args = (x, tf.constant(num_chains, tf.int32), tf.constant(options["steps"], tf.int32), seed)
     if reverse:  # without given draws, the model's exact posterior is sampled inside
         args += (context.posterior_samples if given else tf.zeros([0, model.latent_dim], model.dtype),)
-    log_mean_w, ess, accept, step_size = fn(*args)
+    log_mean_w, ess, accept, step_size, khat = fn(*args)
     diagnostics = {"ess": ess, "accept": accept, "step_size": step_size}
+    if context.diagnostics:
+        diagnostics["khat"] = khat
     return log_mean_w, diagnostics
+
+
+def compile_options(spec, num_chains):
+    """The ``estimate`` keywords that pick the compiled function of a diagnostics call with K
+    chains (the capacity of k-hat's running top; see ``estimator.compile_options``)."""
+    return {"tail_capacity": pareto.capacity(num_chains)} if num_chains >= pareto.MIN_SAMPLES else {}
 
 
 def resolve_start(spec, model, context):
@@ -84,12 +96,14 @@ def schedule(kind, t, num_steps, dtype):
     raise ValueError(f"unknown schedule {kind!r}")
 
 
-def compiled_annealer(model, spec, posterior, reverse, given_samples, chunk_size, jit_compile):
+def compiled_annealer(model, spec, posterior, reverse, given_samples, chunk_size, jit_compile,
+                      tail_capacity=0):
     """The cached compiled function fn(x, K, T, seed[, exact_z]) -> (log mean w or its negative
-    for reverse [N], ESS [N], mean acceptance [N], final step size [N])."""
+    for reverse [N], ESS [N], mean acceptance [N], final step size [N], k-hat [N]: NaN unless
+    ``tail_capacity`` > 0 keeps a running top of the log weights)."""
     options = spec.kwargs
     key = (spec.name, tuple((k, v) for k, v in spec.options if k != "steps"),
-           callable_key(posterior), reverse, given_samples, chunk_size, jit_compile)
+           callable_key(posterior), reverse, given_samples, chunk_size, jit_compile, tail_capacity)
     cache = model_cache(model, "annealing")
     if key in cache and cache[key][0] == posterior:
         return cache[key][1]
@@ -155,7 +169,7 @@ def compiled_annealer(model, spec, posterior, reverse, given_samples, chunk_size
         num_chunks = (num_chains + chunk_size - 1) // chunk_size
         m0, s0 = logspace.empty(n, dtype)
 
-        def chunk(i, m1, s1, m2, s2, accept_sum, last_state):
+        def chunk(i, m1, s1, m2, s2, accept_sum, last_state, top):
             chunk_seed = tf.random.experimental.stateless_fold_in(seed, i, alg=sampling.RNG_ALG)
             log_w, state, accepted = anneal(chunk_size, num_steps, chunk_seed, measured_policy,
                                             final_increment=True)
@@ -164,19 +178,24 @@ def compiled_annealer(model, spec, posterior, reverse, given_samples, chunk_size
             m1, s1 = logspace.running_logsumexp(m1, s1, log_w)
             m2, s2 = logspace.running_logsumexp(m2, s2, 2.0 * log_w)
             accepted = tf.reduce_sum(tf.where(valid[:, None], accepted, 0.0), axis=0)
-            return i + 1, m1, s1, m2, s2, accept_sum + accepted, final_step(state, valid)
+            if tail_capacity:
+                top = pareto.update_top(top, log_w)
+            return i + 1, m1, s1, m2, s2, accept_sum + accepted, final_step(state, valid), top
 
-        _, m1, s1, m2, s2, accept_sum, last_step = tf.while_loop(
+        _, m1, s1, m2, s2, accept_sum, last_step, top = tf.while_loop(
             lambda i, *_: i < num_chunks, chunk,
             (tf.constant(0), m0, s0, m0, s0, tf.zeros([n], dtype),
-             tf.fill([n], tf.constant(initial_step, dtype))))
+             tf.fill([n], tf.constant(initial_step, dtype)),
+             pareto.empty_top(n, tail_capacity, dtype) if tail_capacity else ()))
+        khat = (tf.cast(pareto.pareto_tail(top, num_chains).khat, dtype) if tail_capacity
+                else tf.fill([n], tf.constant(np.nan, dtype)))
         log_sum_w = logspace.finish_logsumexp(m1, s1)
         ess = logspace.kish_ess(log_sum_w, logspace.finish_logsumexp(m2, s2))
         log_mean_w = log_sum_w - tf.math.log(tf.cast(num_chains, dtype))
         moves = tf.cast((num_steps - 1) * num_chains, dtype)
         accept = tf.where(moves > 0, accept_sum / tf.maximum(moves, 1.0),
                           tf.constant(np.nan, dtype))  # no moves when T = 1
-        return (-log_mean_w if reverse else log_mean_w), ess, accept, last_step
+        return (-log_mean_w if reverse else log_mean_w), ess, accept, last_step, khat
 
     def step_sizes(x, n, num_steps, num_chains, seed, anneal):
         """The measured run's step policy (after a pilot run for adapt=pilot) and a function

@@ -15,3 +15,6 @@ from estimators.algorithms import annealing
 
 def run(spec, model, x, num_chains, seed, context):
     return annealing.run(spec, model, x, num_chains, seed, context, reverse=True)
+
+
+compile_options = annealing.compile_options

@@ -33,6 +33,14 @@ def kish_ess(log_sum_w, log_sum_w2):
     return tf.where(tf.math.is_finite(log_ess), tf.exp(log_ess), tf.zeros_like(log_ess))
 
 
+def log_add(a, b):
+    """log(exp(a) + exp(b)) elementwise, -inf-safe."""
+    big = tf.maximum(a, b)
+    safe = tf.where(tf.math.is_finite(big), big, tf.zeros_like(big))
+    return tf.where(tf.math.is_finite(big),
+                    safe + tf.math.log(tf.exp(a - safe) + tf.exp(b - safe)), big)
+
+
 def log_mean_exp(lw, axis=0):
     """log (1/n) sum exp(lw) along ``axis``, overflow-free."""
     n = tf.cast(tf.shape(lw)[axis], lw.dtype)
