@@ -260,7 +260,7 @@ def compiled_estimator(model, method, posterior, chunk_size, jit_compile=True, t
     spec = methods.parse(method)
     variant = variant or PLAIN
     posterior_fn = None
-    if spec.name not in ("naive_mc", "prior_is") and posterior is not PER_POINT:
+    if methods.NEEDS_POSTERIOR in spec.method.needs and posterior is not PER_POINT:
         posterior_fn = posterior if posterior is not None else default_posterior(model)
     cache = model_cache(model, "importance")
     key = (spec.canonical, callable_key(posterior_fn), chunk_size, jit_compile, tail_capacity)
