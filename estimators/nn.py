@@ -31,6 +31,10 @@ class MLP(tf.Module):
             self.weights.append(tf.Variable(w, dtype=self.dtype))
             self.biases.append(tf.Variable(np.zeros(fan_out), dtype=self.dtype))
 
+    def constructor_arguments(self):
+        """Sizes, activation and dtype; the weights are its variables (see estimators.fingerprint)."""
+        return {"sizes": self.sizes, "activation": self.activation, "dtype": self.dtype}
+
     @property
     def in_dim(self):
         return self.sizes[0]

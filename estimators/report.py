@@ -27,6 +27,7 @@ import seaborn as sns  # noqa: E402
 from estimators.results import atomic_write_bytes  # noqa: E402
 from estimators.summary import (ROUNDOFF_BIAS, ROUNDOFF_VARIANCE, fit_slopes,  # noqa: E402
                                 summarize, verdicts)
+from estimators.tables import format_value, markdown_table  # noqa: E402
 
 FIGURES = {
     "error_vs_time.png": "RMSE of log p̂ against the time of one repeat: for a time budget on the "
@@ -175,9 +176,11 @@ def _run_facts(attrs):
         ("created", env.get("created", "—")),
     ]
     if run:
+        kept = (f", {run['kept_cells']} kept from earlier runs into this folder"
+                if run.get("kept_cells") else "")
         facts.append(("sweep wall time", f"{run.get('wall_seconds', float('nan')):.1f} s "
                       f"({run.get('computed_cells', '?')} cells computed, "
-                      f"{run.get('loaded_cells', 0)} resumed from disk)"))
+                      f"{run.get('loaded_cells', 0)} resumed from disk{kept})"))
     return facts
 
 
@@ -199,18 +202,6 @@ def _slope_table(slopes):
     return table[["model", "method", "variance_slope", "bias_slope", "fit range", "note"]]
 
 
-def _format(value):
-    if isinstance(value, (float, np.floating)):
-        return "—" if np.isnan(value) else f"{value:.4g}"
-    return str(value)
-
-
-def _markdown_table(table):
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(_format(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines)
-
-
 INTRO = (
     "Each estimator returns log p̂(x) per data point; error = estimate − truth (exact, quadrature "
     "or a high-budget reference estimate). bias = mean error, variance = variance across repeats "
@@ -228,12 +219,12 @@ def render_markdown(attrs, summary, slopes, texts):
     parts = [f"# Estimator comparison: {attrs.get('config', {}).get('preset', 'sweep')}", "",
              INTRO, "", "## Verdicts", ""]
     parts += [f"- **{model}**: {text}" for model, text in texts.items()]
-    parts += ["", "## Slopes (log–log against M)", "", _markdown_table(_slope_table(slopes)), ""]
+    parts += ["", "## Slopes (log–log against M)", "", markdown_table(_slope_table(slopes)), ""]
     parts += ["## Figures", ""]
     for name, caption in FIGURES.items():
         parts += [f"![{name}]({name})", "", f"*{caption}*", ""]
     parts += ["## Summary (one row per model × method × M)", "",
-              _markdown_table(_display_table(summary)), "", "## Run and environment", ""]
+              markdown_table(_display_table(summary)), "", "## Run and environment", ""]
     parts += [f"- {label}: {value}" for label, value in _run_facts(attrs)]
     packages = attrs.get("environment", {}).get("packages", {})
     parts += ["- packages: " + ", ".join(f"{k} {v}" for k, v in packages.items()), ""]
@@ -272,4 +263,4 @@ def render_html(attrs, summary, slopes, texts, folder):
 
 
 def _html_table(table):
-    return table.to_html(index=False, formatters={c: _format for c in table.columns}, border=0)
+    return table.to_html(index=False, formatters={c: format_value for c in table.columns}, border=0)

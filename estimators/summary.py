@@ -232,32 +232,3 @@ def format_seconds(seconds):
         if seconds >= scale:
             return f"{seconds / scale:.3g} {unit}"
     return f"{seconds / 1e-9:.3g} ns"
-
-
-# --------------------------------------------------------------------------- comparison of runs
-
-METRICS = {"abs_bias": "|bias|", "variance": "variance", "rmse": "rmse", "seconds": "seconds"}
-
-
-def compare(old, new, metric="rmse", threshold=1.5, atol=1e-6):
-    """Side-by-side old/new statistics per cell with new/old ratios, and the regressions.
-
-    ``old``, ``new``: summaries (``summarize``). A (model, method) pair regresses when the
-    geometric mean over M of new/old ``metric`` exceeds ``threshold``; cells where both values
-    are below ``atol`` (round-off) are left out of the mean. Returns (table, regressions).
-    """
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
-    columns = ["abs_bias", "variance", "rmse", "seconds"]
-    old, new = (s.assign(abs_bias=s["bias"].abs())[CELL + columns] for s in (old, new))
-    table = old.merge(new, on=CELL, suffixes=("_old", "_new"), how="inner")
-    if table.empty:
-        raise ValueError("the two runs share no (model, method, num_samples) cell")
-    for column in columns:
-        table[f"{column}_ratio"] = table[f"{column}_new"] / table[f"{column}_old"]
-    significant = table[[f"{metric}_old", f"{metric}_new"]].max(axis=1) > atol
-    per_pair = (table[significant].assign(log_ratio=np.log(table[f"{metric}_ratio"]))
-                .groupby(PAIR, sort=False)["log_ratio"].mean().apply(np.exp)
-                .rename("ratio").reset_index())
-    regressions = per_pair[per_pair["ratio"] > threshold].reset_index(drop=True)
-    return table, regressions

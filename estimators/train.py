@@ -24,16 +24,16 @@ epochs are compared with common random numbers) and restores the best weights.
 """
 import dataclasses
 import math
-import os
-import platform
 import time
 
 import numpy as np
 import tensorflow as tf
 
 from estimators import sampling
+from estimators.environment import environment_info
 from estimators.models import AmortizedPosterior, InfiniteMixture
 from estimators.nn import MLP
+from estimators.progress import ProgressBar
 
 OBJECTIVES = ("elbo", "iwae", "ml")
 
@@ -272,7 +272,7 @@ def _fit(model, x_train, x_valid, objective, k, variables, *, epochs, warmup_epo
     base_seed = tf.constant([seed, 1000 + epoch0], tf.int64)
     steps_per_epoch = len(x_train) // batch_size
     best, best_epoch, best_weights, ran = -np.inf, epoch0, None, 0
-    with _progress_bar(progress, f"{phase}", epochs) as advance:
+    with ProgressBar(epochs, phase, enabled=progress, show_count=True) as bar:
         for epoch in range(epochs):
             perm = rng.permutation(len(x_train))
             beta = tf.constant(min(1.0, (epoch + 1) / warmup_epochs) if warmup_epochs else 1.0,
@@ -288,11 +288,11 @@ def _fit(model, x_train, x_valid, objective, k, variables, *, epochs, warmup_epo
             history.append(dict(epoch=epoch0 + ran, phase=phase, train=total / steps_per_epoch,
                                 valid=valid))
             if epoch + 1 < warmup_epochs:  # the bound is not the target yet: no early stopping
-                advance(f"warm-up beta {float(beta):.2f}, valid {valid:.3f}")
+                bar.advance(1, f"warm-up beta {float(beta):.2f}, valid {valid:.3f}")
                 continue
             if valid > best:
                 best, best_epoch, best_weights = valid, epoch0 + ran, [v.numpy() for v in variables]
-            advance(f"valid {valid:.3f} (best {best:.3f} @ epoch {best_epoch})")
+            bar.advance(1, f"valid {valid:.3f} (best {best:.3f} @ epoch {best_epoch})")
             if epoch0 + ran - best_epoch >= patience:
                 break
     if best_weights is None:  # still warming up when the epochs ran out
@@ -300,30 +300,6 @@ def _fit(model, x_train, x_valid, objective, k, variables, *, epochs, warmup_epo
     for var, value in zip(variables, best_weights):
         var.assign(value)
     return best_epoch, ran
-
-
-class _progress_bar:
-    """A rich progress bar over epochs (a no-op when disabled); yields ``advance(text)``."""
-
-    def __init__(self, enabled, title, total):
-        self.enabled, self.title, self.total = enabled, title, total
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda text: None
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn)
-        self.bar = Progress(TextColumn("[bold]{task.fields[title]}"), BarColumn(),
-                            MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("{task.description}"), transient=False)
-        self.bar.__enter__()
-        task = self.bar.add_task("", total=self.total, title=self.title)
-        return lambda text: self.bar.update(task, advance=1, description=text)
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.bar.__exit__(*exc)
-        return False
 
 
 # ----------------------------------------------------------------------------- named recipes
@@ -359,8 +335,7 @@ def train_named(name, out_dir=None, *, epochs=None, seed=None, progress=True, ev
     package's own zoo folder, replacing the shipped files). epochs / seed: override the recipe
     (the manifest then records the override in its reproduce command). progress: show a progress
     bar. evaluate: also compute the manifest's train/test ELBO, the reference test log p(x),
-    the independent-dimension baseline and the M = 64 variances (about a minute for digits;
-    ``evaluate_named`` redoes this part alone for a saved model).
+    the independent-dimension baseline and the M = 64 variances (about a minute for digits).
     Returns the manifest (a dict). Same recipe, same seed, same machine: the same weights.
     """
     from estimators import data as datasets
@@ -385,20 +360,10 @@ def train_named(name, out_dir=None, *, epochs=None, seed=None, progress=True, ev
                 reproduce=dict(command=command,
                                python=f"from estimators.train import train_named; "
                                       f"train_named({call})"),
-                environment=_environment())
+                environment=environment_info())
     if evaluate:
         info["results"] = evaluate_model(result.model, data_name)
     zoo.save_model(result.model, name, out_dir or zoo.ZOO_DIR, info)
-    return info
-
-
-def evaluate_named(name, directory=None):
-    """Recompute the ``results`` of a saved model's manifest (no training) and rewrite it."""
-    from estimators import zoo
-
-    model, info = zoo.load_model(name, directory), zoo.manifest(name, directory)
-    info["results"] = evaluate_model(model, info["data"])
-    zoo.save_model(model, name, directory or zoo.ZOO_DIR, info)
     return info
 
 
@@ -431,11 +396,3 @@ def evaluate_model(model, data_name):
     out["variance_m64"] = dict(var, ratio_naive_to_posterior=var["naive_mc"] / var["posterior_is"],
                                points=len(x_test), repeats=VARIANCE_REPEATS)
     return out
-
-
-def _environment():
-    import tensorflow_probability as tfp
-
-    return dict(tensorflow=tf.__version__, tensorflow_probability=tfp.__version__,
-                numpy=np.__version__, python=platform.python_version(),
-                machine=platform.machine(), cpus=os.cpu_count())

@@ -44,6 +44,14 @@ def make_nonlinear(dtype=tf.float32, D=6, scale=0.3, seed=3):
     return InfiniteMixture(decoder, 2, scale=scale, dtype=dtype)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def cache_in_a_temporary_folder(tmp_path_factory):
+    """Caches (the reference's) go to a temporary folder: tests never write to ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ESTIMATORS_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def lg():
     return make_linear_gaussian()

@@ -4,7 +4,8 @@ import pytest
 
 from estimators import data as datasets
 from estimators import zoo
-from estimators.reference import model_fingerprint, reference_log_marginal
+from estimators.fingerprint import model_fingerprint
+from estimators.reference import reference_log_marginal
 
 SHIPPED = ("digits-bernoulli-d8", "digits-gaussian-d8", "pinwheel-gaussian-d2")
 

@@ -28,6 +28,13 @@ LIKELIHOODS = ("gaussian", "bernoulli")
 
 
 class InfiniteMixture(LatentVariableModel):
+    """A VAE's generative model: z ~ N(0, I_d), x | z ~ Gaussian or Bernoulli around decoder(z).
+
+    decoder: a callable z [..., d] -> [..., D] (e.g. ``estimators.MLP``); Gaussian noise by
+    ``scale`` (fixed), ``log_scale`` (a learned per-dimension variable) or, with scale=None, from
+    the decoder itself (see the module docstring). No closed-form p(x): quadrature for d <= 2.
+    """
+
     def __init__(self, decoder, latent_dim, likelihood="gaussian", *, data_dim=None, scale=1.0,
                  log_scale=None, dtype=tf.float32, name=None):
         super().__init__(name=name)
@@ -48,6 +55,11 @@ class InfiniteMixture(LatentVariableModel):
         self.log_scale = log_scale  # a tf.Variable [D] when the per-dimension sigma is learned
         self.scale = None if (scale is None or log_scale is not None) else tf.constant(
             np.broadcast_to(np.asarray(scale, np.float64), [self.data_dim]), self.dtype)
+
+    def constructor_arguments(self):
+        return {"decoder": self.decoder, "latent_dim": self.latent_dim,
+                "likelihood": self.likelihood_kind, "data_dim": self.data_dim,
+                "scale": self.scale, "log_scale": self.log_scale, "dtype": self.dtype}
 
     @property
     def prior(self):
