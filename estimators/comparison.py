@@ -21,27 +21,34 @@ log(metric_new / metric_old); its null distribution comes from relabelling each 
 estimates at random (independently per point and cell) and recomputing it. The Monte Carlo
 p-value is (1 + #{T* >= T}) / (1 + B) with B up to ``20 P / alpha`` relabellings (a pair stops
 early once its p-value clearly exceeds alpha / P: the verdict is the same). Exact for any
-distribution of the estimates, heavy tails included. When the two runs' truths differ (each run
+distribution of the estimates, heavy tails included. The test asks whether the new estimates
+come from another distribution; the ratio says which metric moved. So a change that shifts the
+bias can also make the variance's test significant, when the variance ratio happens to exceed
+the threshold (heavy tails); the bias and RMSE then regress too. When the two runs' truths
+differ (each run
 computed its own reference), the relabelled estimates are scored against truths redrawn from
 N(mean truth, truth_se) for each run, so the references' own error counts as noise too; when
 the truths are the same numbers they cancel and the test is exact.
 
 Timings (seconds): a cell has one timing per call, so there is no within-run spread to test
 against, and two runs' timings differ as a whole with the machine and its load (on a shared
-2-core machine, quick runs of the same code differed by 1.8x overall). So a pair is judged
-relative to the comparison's median pair: its ``relative_ratio`` is exp(m_p - median m), m_p
-its mean log time ratio over M, and it regresses when that exceeds ``threshold`` with normal
-tail p-value P(Z >= (m_p - median m) / s) <= alpha / P, s the robust spread of the m_p
-(1.4826 x median absolute deviation) but at least ``TIME_NOISE_FLOOR``. This catches a change
-that slows some methods or models; a shift shared by every pair (another machine, a busier
-one, or a change that slows everything alike) cannot be told from noise with two runs: it is
-reported (``Comparison.time_shift``), not flagged. Pure numpy/pandas: no TensorFlow.
+2-core machine, quick runs of the same code differed by 1.8x overall). So a pair p is judged
+against the other pairs: m_p is its mean log time ratio over M, its ``relative_ratio`` is
+exp(m_p - median m), and its p-value compares m_p with the spread of the other pairs' m
+(a Student-t prediction test, ``timing_p_values``; pairs that look like regressions themselves
+are left out of the reference, and the noise scale is never below ``TIME_NOISE_FLOOR``). A pair
+regresses when its relative ratio exceeds ``threshold`` and its p-value is at most alpha / P.
+This catches a change that slows some methods or models; a shift shared by every pair (another
+machine, a busier one, or a change that slows everything alike) cannot be told from noise with
+two runs: it is reported (``Comparison.time_shift``), not flagged. It needs at least 4 pairs.
+Pure numpy/pandas and scipy: no TensorFlow.
 """
 from dataclasses import dataclass
-from math import erfc, log, sqrt
+from math import log, sqrt
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from estimators.results import ResultsError
 
@@ -52,9 +59,10 @@ ACCURACY_METRICS = ("abs_bias", "variance", "rmse")
 THRESHOLD = 1.5
 ALPHA = 0.01
 ATOL = 1e-6
-# The smallest noise scale of a pair's mean log time ratio, measured between runs of the same
-# code on one machine (see the README's "Tracking regressions"): log(1.25).
-TIME_NOISE_FLOOR = log(1.25)
+# The smallest noise scale of a pair's mean log time ratio (10%): two runs' timings never agree
+# better than this, however alike the other pairs look.
+TIME_NOISE_FLOOR = log(1.1)
+OUTLIER_CUT = 4.0  # robust standard deviations: pairs beyond are not used as the noise reference
 FIRST_BATCH = 200  # relabellings every pair gets (its p-value to within ~0.05)
 BATCH_ELEMENTS = 2**22  # relabelled estimates per batch: bounds memory (~32 MB)
 SEED = 0
@@ -123,7 +131,7 @@ def compare(old: pd.DataFrame, new: pd.DataFrame, metric: str = "rmse",
     pairs = [(key, [k for k in shared if k[:2] == key]) for key in dict.fromkeys(k[:2] for k in shared)]
     pair_alpha = alpha / len(pairs)
     if metric == "seconds":
-        rows = _timing_tests(table, pairs, atol)
+        rows = _timing_tests(table, pairs, atol, pair_alpha)
     else:
         rng = np.random.default_rng(seed)
         rows = [_permutation_test(key, [(old_cells[k], new_cells[k]) for k in keys], metric,
@@ -140,16 +148,19 @@ def compare(old: pd.DataFrame, new: pd.DataFrame, metric: str = "rmse",
 class _Cell:
     """One run's estimates of a cell: estimates [N, R], truths [N], truth SEs [N], seconds."""
 
-    def __init__(self, frame):
-        wide = frame.pivot(index="point", columns="repeat", values="estimate")
-        if wide.isna().to_numpy().any():
-            raise ResultsError(f"cell {tuple(frame.iloc[0][CELL])} lacks some (point, repeat) "
+    def __init__(self, key, point, repeat, estimate, truth, truth_se, seconds):
+        points, point_index = np.unique(point, return_inverse=True)
+        repeats, repeat_index = np.unique(repeat, return_inverse=True)
+        self.estimates = np.full((points.size, repeats.size), np.nan)
+        self.estimates[point_index, repeat_index] = estimate
+        if np.isnan(self.estimates).any():
+            raise ResultsError(f"cell {'/'.join(map(str, key))} lacks some (point, repeat) "
                                "estimates")
-        per_point = frame.groupby("point")[["truth", "truth_se"]].first().loc[wide.index]
-        self.estimates = wide.to_numpy(np.float64)
-        self.truth = per_point["truth"].to_numpy(np.float64)
-        self.truth_se = per_point["truth_se"].to_numpy(np.float64)
-        self.seconds = float(frame["seconds"].mean())
+        self.truth = np.empty(points.size)
+        self.truth[point_index] = truth
+        self.truth_se = np.empty(points.size)
+        self.truth_se[point_index] = truth_se
+        self.seconds = float(np.mean(seconds))
         self.shape = self.estimates.shape
 
     @property
@@ -158,7 +169,11 @@ class _Cell:
 
 
 def _cells(df):
-    return {key: _Cell(frame) for key, frame in df.groupby(CELL, sort=False)}
+    """{(model, method, M): _Cell} in the table's order."""
+    columns = {c: df[c].to_numpy() for c in ("point", "repeat", "estimate", "truth", "truth_se",
+                                             "seconds")}
+    return {key: _Cell(key, *(values[rows] for values in columns.values()))
+            for key, rows in df.groupby(CELL, sort=False).indices.items()}
 
 
 def _cell_row(key, old, new):
@@ -242,9 +257,9 @@ def _null_truths(old, new, batch, rng):
 
 # --------------------------------------------------------------------------- timings
 
-def _timing_tests(table, pairs, atol):
-    """Ratio and normal-tail p-value of each pair's log time ratio relative to the comparison's
-    median; see the module docstring."""
+def _timing_tests(table, pairs, atol, pair_alpha):
+    """Ratio, relative ratio and p-value of each pair's mean log time ratio; see the module
+    docstring."""
     rows, means = [], []
     for key, keys in pairs:
         cells = table.set_index(CELL).loc[keys]
@@ -253,19 +268,50 @@ def _timing_tests(table, pairs, atol):
         means.append(float(logs.mean()) if logs.size else 0.0)
         rows.append({"model": key[0], "method": key[1], "cells": int(used.sum()),
                      "ratio": float(np.exp(means[-1])), "permutations": 0})
-    shift, scale = timing_noise(np.array(means))
-    for row, mean in zip(rows, means, strict=True):
-        row["p_value"] = 0.5 * erfc((mean - shift) / scale / sqrt(2))  # P(Z >= z)
+    means = np.array(means)
+    shift = float(np.median(means))
+    for row, p_value, mean in zip(rows, timing_p_values(means, pair_alpha), means, strict=True):
+        row["p_value"] = p_value
         row["relative_ratio"] = float(np.exp(mean - shift))
     return rows
 
 
-def timing_noise(log_ratios):
-    """(shift, scale) of the pairs' mean log time ratios: the median (what every pair shares: a
-    faster or busier machine) and the robust spread about it, at least ``TIME_NOISE_FLOOR``."""
-    shift = float(np.median(log_ratios))
-    spread = 1.4826 * float(np.median(np.abs(log_ratios - shift)))
-    return shift, max(spread, TIME_NOISE_FLOOR)
+def timing_p_values(log_ratios, pair_alpha):
+    """One-sided p-value of each pair's mean log time ratio m_p against the other pairs'.
+
+    The reference for pair p is the other pairs, less those that look like regressions
+    themselves: beyond ``OUTLIER_CUT`` robust standard deviations of the median (1.4826 x median
+    absolute deviation, at least ``TIME_NOISE_FLOOR``), or already significant at
+    ``pair_alpha``. With the n that remain, mean u and standard deviation s (at least
+    ``TIME_NOISE_FLOOR``), t = (m_p - u) / (s sqrt(1 + 1/n)) is Student's t with n - 1 degrees of
+    freedom for normal noise (a prediction interval). Pairs found significant leave the reference
+    and the others are tested again, until nothing changes (a step-down: when nothing is
+    significant in the first pass, which is all that happens for two runs of the same code, the
+    first pass is the answer, so the false-alarm rate is that of the first pass). With fewer than
+    3 pairs left as reference the p-value is 1: there is no noise level to judge by.
+    """
+    log_ratios = np.asarray(log_ratios, float)
+    centre = np.median(log_ratios)
+    spread = max(1.4826 * float(np.median(np.abs(log_ratios - centre))), TIME_NOISE_FLOOR)
+    reference = np.abs(log_ratios - centre) <= OUTLIER_CUT * spread
+    while True:
+        p_values = np.array([_prediction_p_value(log_ratios, reference, p)
+                             for p in range(log_ratios.size)])
+        significant = (p_values <= pair_alpha) & (log_ratios > centre)
+        if not (significant & reference).any():
+            return p_values.tolist()
+        reference &= ~significant
+
+
+def _prediction_p_value(log_ratios, reference, p):
+    others = reference.copy()
+    others[p] = False
+    n = int(others.sum())
+    if n < 3:
+        return 1.0
+    scale = max(float(np.std(log_ratios[others], ddof=1)), TIME_NOISE_FLOOR)
+    t = (log_ratios[p] - log_ratios[others].mean()) / (scale * sqrt(1 + 1 / n))
+    return float(stats.t.sf(t, n - 1))
 
 
 # --------------------------------------------------------------------------- words
