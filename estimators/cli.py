@@ -18,7 +18,6 @@ its traceback and 1.
 """
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -80,14 +79,14 @@ def _print_table(title, df):
 def run(
     preset: str = typer.Option("default", help="preset name (see `estimators list`)"),
     quick: bool = typer.Option(False, help="shrink the preset to a smoke run of seconds"),
-    models: Optional[str] = typer.Option(None, help="comma-separated subset of the preset's models"),
-    methods: Optional[str] = typer.Option(None, help="comma-separated methods (default: the preset's)"),
-    num_samples: Optional[str] = typer.Option(None, help="comma-separated M values, e.g. 1,4,16"),
-    repeats: Optional[int] = typer.Option(None, min=2, help="repeats per cell (default: the preset's)"),
+    models: str | None = typer.Option(None, help="comma-separated subset of the preset's models"),
+    methods: str | None = typer.Option(None, help="comma-separated methods (default: the preset's)"),
+    num_samples: str | None = typer.Option(None, help="comma-separated M values, e.g. 1,4,16"),
+    repeats: int | None = typer.Option(None, min=2, help="repeats per cell (default: the preset's)"),
     seed: int = typer.Option(0, help="the sweep's seed; every cell's stream is split from it"),
-    out: Optional[Path] = typer.Option(None, help="output folder [default: reports/PRESET]"),
+    out: Path | None = typer.Option(None, help="output folder [default: reports/PRESET]"),
     quiet: bool = typer.Option(False, help="no progress bar"),
-    xla: Optional[bool] = typer.Option(None, "--xla/--no-xla",
+    xla: bool | None = typer.Option(None, "--xla/--no-xla",
                                        help="XLA or graph mode [default: XLA on GPU, graph on CPU]"),
     verbose: bool = typer.Option(False, help="show TensorFlow's native start-up logging"),
 ):
@@ -155,7 +154,8 @@ def compare(
 ):
     """Side-by-side bias, variance, RMSE and time of two runs, with new/old ratios; flags the
     (model, method) pairs whose metric got worse beyond the threshold and beyond noise."""
-    from estimators.comparison import METRICS, compare as compare_runs, render
+    from estimators.comparison import METRICS, render
+    from estimators.comparison import compare as compare_runs
 
     if metric not in METRICS:
         _fail(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}", USAGE_ERROR)
@@ -209,10 +209,10 @@ def list_():
 @app.command()
 def train(
     name: str = typer.Argument(..., help="zoo model to (re)train, e.g. digits-gaussian-d8"),
-    out: Optional[Path] = typer.Option(None, help="folder for NAME.npz + NAME.json "
+    out: Path | None = typer.Option(None, help="folder for NAME.npz + NAME.json "
                                        "(default: the package's zoo, replacing the shipped files)"),
-    epochs: Optional[int] = typer.Option(None, help="maximum epochs (default: the recipe's)"),
-    seed: Optional[int] = typer.Option(None, help="training seed (default: the recipe's)"),
+    epochs: int | None = typer.Option(None, help="maximum epochs (default: the recipe's)"),
+    seed: int | None = typer.Option(None, help="training seed (default: the recipe's)"),
     evaluate: bool = typer.Option(True, help="score the trained model (test ELBO, reference log p)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
     verbose: bool = typer.Option(False, help="show TensorFlow's native start-up logging"),

@@ -24,8 +24,14 @@ class ProgressBar:
 
     def __enter__(self):
         if self.enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
             columns = [TextColumn("[bold]{task.fields[title]}"), BarColumn()]
             if self.show_count:
                 columns.append(MofNCompleteColumn())

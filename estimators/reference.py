@@ -39,12 +39,13 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from numpy.typing import ArrayLike
 
 from estimators import quadrature, sampling
 from estimators.estimator import estimate
 from estimators.files import atomic_write
 from estimators.fingerprint import FingerprintError, model_fingerprint
-from estimators.models import InfiniteMixture
+from estimators.models import InfiniteMixture, LatentVariableModel
 
 tfd = tfp.distributions
 
@@ -59,9 +60,11 @@ CACHE_VERSION = 2
 METHODS = ("auto", "exact", "is")
 
 
-def reference_log_marginal(model, x, *, num_samples=REFERENCE_SAMPLES, seed=REFERENCE_SEED,
-                           chunk_size=1024, batch_size=64, method="auto", repeats=1, cache=True,
-                           cache_dir=None):
+def reference_log_marginal(model: LatentVariableModel, x: ArrayLike, *,
+                           num_samples: int = REFERENCE_SAMPLES, seed: int = REFERENCE_SEED,
+                           chunk_size: int = 1024, batch_size: int = 64, method: str = "auto",
+                           repeats: int = 1, cache: bool = True,
+                           cache_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(log p [N], standard error [N]) for each row of x [N, D]; see the module docstring.
 
     method: "auto" (exact, else quadrature, else IS), "exact" (closed form or quadrature only;
@@ -95,7 +98,7 @@ def reference_log_marginal(model, x, *, num_samples=REFERENCE_SAMPLES, seed=REFE
             with np.load(path, allow_pickle=False) as saved:
                 return saved["log_p"], saved["se"]
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:  # a cache: recompute
-            warnings.warn(f"ignoring unreadable reference cache {path}: {err}")
+            warnings.warn(f"ignoring unreadable reference cache {path}: {err}", stacklevel=2)
     if exact:  # the quadrature's own error estimate, |log p(h) - log p(2h)|, stands as its SE
         log_p, se = (np.asarray(t, np.float64) for t in quadrature.log_marginal_and_error(model, x))
     else:
@@ -105,7 +108,8 @@ def reference_log_marginal(model, x, *, num_samples=REFERENCE_SAMPLES, seed=REFE
         try:
             _atomic_save(path, log_p=log_p, se=se, settings=json.dumps(settings))
         except OSError as err:  # a read-only home must not stop a sweep
-            warnings.warn(f"could not cache the reference in {path.parent}: {err}")
+            warnings.warn(f"could not cache the reference in {path.parent}: {err}",
+                          stacklevel=2)
     return log_p, se
 
 

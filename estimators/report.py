@@ -22,11 +22,11 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from estimators.results import atomic_write_bytes  # noqa: E402
-from estimators.summary import (ROUNDOFF_BIAS, ROUNDOFF_VARIANCE, fit_slopes,  # noqa: E402
-                                summarize, verdicts)
+from estimators.summary import ROUNDOFF_BIAS, ROUNDOFF_VARIANCE, fit_slopes, summarize, verdicts  # noqa: E402
 from estimators.tables import format_value, markdown_table  # noqa: E402
 
 FIGURES = {
@@ -44,7 +44,8 @@ TABLE_COLUMNS = ["model", "method", "num_samples", "bias", "bias_ci_low", "bias_
                  "truth_se"]
 
 
-def write_report(df, folder, summary=None):
+def write_report(df: pd.DataFrame, folder: str | Path,
+                 summary: pd.DataFrame | None = None) -> dict[str, Path]:
     """Write summary.csv, the figures, report.md and report.html into ``folder``; return paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -91,7 +92,7 @@ def _facets(frame, methods, x, y, low=None, high=None, floor=None, ref_power=Non
 
     grid.map_dataframe(draw)
     grid.set_titles("{col_name}")
-    for model, ax in zip(grid.col_names, grid.axes.flat):
+    for model, ax in zip(grid.col_names, grid.axes.flat, strict=True):
         ax.set(xscale="log", yscale="log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         panel = frame[frame["model"] == model]
@@ -187,7 +188,7 @@ def _run_facts(attrs):
 def _display_table(summary):
     table = summary[TABLE_COLUMNS].copy()
     table["bias 95% CI"] = [f"[{lo:.3g}, {hi:.3g}]" for lo, hi in
-                            zip(table.pop("bias_ci_low"), table.pop("bias_ci_high"))]
+                            zip(table.pop("bias_ci_low"), table.pop("bias_ci_high"), strict=True)]
     table = table[["model", "method", "num_samples", "bias", "bias 95% CI", "variance", "rmse",
                    "ess", "seconds", "samples_per_second", "compile_seconds", "truth_se"]]
     return table.rename(columns={"num_samples": "M", "samples_per_second": "samples/s",
@@ -198,7 +199,8 @@ def _slope_table(slopes):
     table = slopes[["model", "method", "variance_slope", "bias_slope", "fit_min_samples",
                     "fit_max_samples", "note"]].copy()
     table["fit range"] = [f"M = {a}..{b}" for a, b in
-                          zip(table.pop("fit_min_samples"), table.pop("fit_max_samples"))]
+                          zip(table.pop("fit_min_samples"), table.pop("fit_max_samples"),
+                              strict=True)]
     return table[["model", "method", "variance_slope", "bias_slope", "fit range", "note"]]
 
 

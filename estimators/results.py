@@ -224,7 +224,7 @@ def _merged_attrs(attrs, order, merged, frames):
     return attrs
 
 
-def save_results(df, location):
+def save_results(df: pd.DataFrame, location: str | Path) -> Path:
     """Save the tidy table and its attrs to ``location``/results.parquet; returns the path."""
     path = Path(location) / RESULTS_FILE
     write_table(tidy(df), path)

@@ -36,7 +36,8 @@ SUMMARY_COLUMNS = CELL + [
     "seconds", "samples_per_second", "compile_seconds", "bias_slope", "variance_slope", "truth_se"]
 
 
-def summarize(df, *, bootstrap=BOOTSTRAP_SAMPLES, seed=0):
+def summarize(df: pd.DataFrame, *, bootstrap: int = BOOTSTRAP_SAMPLES,
+              seed: int = 0) -> pd.DataFrame:
     """One row per (model, method, M) with the statistics above and the per-(model, method) slopes.
 
     ``compile_seconds`` comes from ``df.attrs["compile"]`` (written by ``sweep``); NaN if absent.
@@ -62,7 +63,7 @@ def _cell_statistics(key, cell, rng, bootstrap):
     seconds = cell["seconds"].mean()
     low, high = _bootstrap_intervals(errors, truth["truth_se"].to_numpy(), rng, bootstrap)
     return {
-        **dict(zip(CELL, key)), "num_points": num_points, "repeats": repeats,
+        **dict(zip(CELL, key, strict=True)), "num_points": num_points, "repeats": repeats,
         "bias": errors.mean(), "bias_ci_low": low["bias"], "bias_ci_high": high["bias"],
         "variance": errors.var(axis=1, ddof=1).mean(),
         "variance_ci_low": low["variance"], "variance_ci_high": high["variance"],
@@ -100,7 +101,7 @@ def _compile_table(df):
 
 # --------------------------------------------------------------------------- slopes
 
-def fit_slopes(summary):
+def fit_slopes(summary: pd.DataFrame) -> pd.DataFrame:
     """Per (model, method): log-log slopes of variance and |bias| against M, with notes."""
     return pd.DataFrame([_pair_slopes(key, cells.sort_values("num_samples"))
                          for key, cells in summary.groupby(PAIR, sort=False)])
@@ -166,7 +167,7 @@ def best_at_budgets(summary, num_budgets=3):
     return pd.DataFrame(rows)
 
 
-def verdicts(summary):
+def verdicts(summary: pd.DataFrame) -> dict[str, str]:
     """{model: a short paragraph}: who wins at which time budget and by how much; the ELBO gap."""
     order = list(dict.fromkeys(summary["method"]))
     texts = {}

@@ -38,22 +38,33 @@ import json
 import re
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
 from estimators.environment import environment_info
 from estimators.estimator import METHODS, default_prior_proposal, estimate
 from estimators.fingerprint import FingerprintError, model_fingerprint
-from estimators.models.base import as_seed
+from estimators.models.base import LatentVariableModel, as_seed
 from estimators.progress import ProgressBar
 from estimators.reference import reference_log_marginal
-from estimators.results import (CELLS_DIR, RESULTS_FILE, ResultsError, check_folder_cells,
-                                merge_folder_cells, read_metadata, read_table, save_results, tidy,
-                                write_table)
+from estimators.results import (
+    CELLS_DIR,
+    RESULTS_FILE,
+    ResultsError,
+    check_folder_cells,
+    merge_folder_cells,
+    read_metadata,
+    read_table,
+    save_results,
+    tidy,
+    write_table,
+)
 
 TRUTHS_DIR = "truths"
 ROW_CHUNK_BUDGET = 2**20  # rows × chunk size of one call: bounds the memory of a chunk
@@ -62,8 +73,10 @@ PROGRESS_OVERHEAD = 64  # a cell's fixed cost for the progress bar, in samples p
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, progress=True,
-          jit_compile="auto", min_chunk=1, max_chunk=256, metadata=None):
+def sweep(models: dict[str, LatentVariableModel], methods: Sequence[str],
+          num_samples: Sequence[int], repeats: int, data: dict[str, ArrayLike], seed: int = 0, *,
+          out: str | Path | None = None, progress: bool = True, jit_compile: bool | str = "auto",
+          min_chunk: int = 1, max_chunk: int = 256, metadata: dict | None = None) -> pd.DataFrame:
     """Run every (model, method, M) cell ``repeats`` times; return the tidy table of DESIGN §4.
 
     models: {name: model}; data: {name: x [N, D]} (a key per model); methods: names of

@@ -25,9 +25,11 @@ epochs are compared with common random numbers) and restores the best weights.
 import dataclasses
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
 from estimators import sampling
 from estimators.environment import environment_info
@@ -127,7 +129,7 @@ class Adam:
     def ascend(self, grads):
         t = self.t.assign_add(1.0)
         step = self.learning_rate * tf.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
-        for var, g, m, v in zip(self.variables, grads, self.m, self.v):
+        for var, g, m, v in zip(self.variables, grads, self.m, self.v, strict=True):
             if g is None:
                 continue
             m.assign(self.beta1 * m + (1.0 - self.beta1) * g)
@@ -173,11 +175,12 @@ class TrainResult:
     config: dict
 
 
-def train(x, *, latent_dim, likelihood="gaussian", objective="elbo", num_importance=1,
+def train(x: ArrayLike, *, latent_dim: int, likelihood: str = "gaussian", objective: str = "elbo",
+          num_importance: int = 1,
           decoder_hidden=(128, 128), encoder_hidden=(128,), activation="tanh", scale="learned",
           scale_floor=0.01, init_scale=None, epochs=300, batch_size=64, learning_rate=1e-3,
           warmup_epochs=0, refine_encoder_epochs=0, validation_fraction=0.1, patience=30,
-          eval_samples=16, seed=0, progress=True, dtype=tf.float32):
+          eval_samples=16, seed=0, progress=True, dtype=tf.float32) -> TrainResult:
     """Fit an InfiniteMixture and an AmortizedPosterior to x [N, D]; returns a ``TrainResult``.
 
     objective: "elbo" (VAE; k = ``num_importance`` samples averaged), "iwae" (importance-weighted
@@ -297,7 +300,7 @@ def _fit(model, x_train, x_valid, objective, k, variables, *, epochs, warmup_epo
                 break
     if best_weights is None:  # still warming up when the epochs ran out
         return epoch0 + ran, ran
-    for var, value in zip(variables, best_weights):
+    for var, value in zip(variables, best_weights, strict=True):
         var.assign(value)
     return best_epoch, ran
 
@@ -327,7 +330,8 @@ ELBO_SEED = 1234
 VARIANCE_REPEATS, VARIANCE_M = 16, 64  # the manifest's variances: every test point, 16 seeds
 
 
-def train_named(name, out_dir=None, *, epochs=None, seed=None, progress=True, evaluate=True):
+def train_named(name: str, out_dir: str | Path | None = None, *, epochs: int | None = None,
+                seed: int | None = None, progress: bool = True, evaluate: bool = True) -> dict:
     """Train the zoo model ``name`` from its recipe and save ``<name>.npz`` + ``<name>.json``.
 
     name: one of ``RECIPES`` (``digits-bernoulli-d8``, ``digits-gaussian-d8``,

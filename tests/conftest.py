@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from estimators import GaussianMixture, InfiniteMixture, LinearGaussian, MLP
+from estimators import MLP, GaussianMixture, InfiniteMixture, LinearGaussian
 
 tfd = tfp.distributions
 

@@ -117,7 +117,7 @@ def test_a_dropped_log_m_is_flagged():
 def test_a_doubled_error_is_flagged_and_nothing_else():
     old, new = simulated_run(0), simulated_run(1, error_scale={"m3": 2.0})
     result = compare(old, new, "rmse")
-    assert set(zip(result.regressions["model"], result.regressions["method"])) == {
+    assert set(zip(result.regressions["model"], result.regressions["method"], strict=True)) == {
         (model, "m3") for model in MODELS}
     ratios = result.pairs.set_index("method").loc["m3", "ratio"]
     assert ((ratios > 1.6) & (ratios < 2.5)).all()

@@ -10,7 +10,13 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from estimators import METHODS, estimate
-from estimators.estimator import DEFAULT_CHUNK_SIZE, _finish_logsumexp, _running_logsumexp, compiled_estimator
+from estimators.estimator import (
+    DEFAULT_CHUNK_SIZE,
+    _finish_logsumexp,
+    _running_logsumexp,
+    compiled_estimator,
+)
+
 from conftest import make_gmm, make_linear_gaussian, make_nonlinear
 
 tfd = tfp.distributions
@@ -121,7 +127,10 @@ def test_elbo_below_is_bound_below_log_p(lg):
     q = mismatched_posterior(lg)
     gap_elbo = estimate(lg, x, "elbo", 16, seed=1, proposal=q).numpy() - truth
     gap_is = estimate(lg, x, "posterior_is", 16, seed=2, proposal=q).numpy() - truth
-    se = lambda v: v.std(ddof=1) / np.sqrt(v.size)
+
+    def se(v):
+        return v.std(ddof=1) / np.sqrt(v.size)
+
     assert gap_elbo.mean() + K * se(gap_elbo) < 0  # ELBO <= log p(x)
     diff = gap_is - gap_elbo
     assert diff.mean() - K * se(diff) > 0  # IWAE is tighter than the ELBO

@@ -23,7 +23,9 @@ from estimators.manifests import available_models as available_models  # re-expo
 from estimators.models import AmortizedPosterior, InfiniteMixture
 from estimators.nn import MLP
 
-def load_model(name, directory=None, dtype=tf.float32):
+
+def load_model(name: str, directory: str | Path | None = None,
+               dtype: tf.DType = tf.float32) -> InfiniteMixture:
     """The trained InfiniteMixture ``name`` with its encoder as ``.amortized_posterior``."""
     spec = manifest(name, directory)["architecture"]
     with np.load(Path(directory or ZOO_DIR) / f"{name}.npz", allow_pickle=False) as arrays:
