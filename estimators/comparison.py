@@ -44,7 +44,7 @@ two runs: it is reported (``Comparison.time_shift``), not flagged. It needs at l
 Pure numpy/pandas and scipy: no TensorFlow.
 """
 from dataclasses import dataclass
-from math import log, sqrt
+from math import log
 
 import numpy as np
 import pandas as pd
@@ -62,7 +62,7 @@ ATOL = 1e-6
 # The smallest noise scale of a pair's mean log time ratio (10%): two runs' timings never agree
 # better than this, however alike the other pairs look.
 TIME_NOISE_FLOOR = log(1.1)
-OUTLIER_CUT = 4.0  # robust standard deviations: pairs beyond are not used as the noise reference
+OUTLIER_CUT = 4.0  # noise scales from the median: pairs beyond are not a noise reference
 FIRST_BATCH = 200  # relabellings every pair gets (its p-value to within ~0.05)
 BATCH_ELEMENTS = 2**22  # relabelled estimates per batch: bounds memory (~32 MB)
 SEED = 0
@@ -280,9 +280,10 @@ def timing_p_values(log_ratios, pair_alpha):
     """One-sided p-value of each pair's mean log time ratio m_p against the other pairs'.
 
     The reference for pair p is the other pairs, less those that look like regressions
-    themselves: beyond ``OUTLIER_CUT`` robust standard deviations of the median (1.4826 x median
-    absolute deviation, at least ``TIME_NOISE_FLOOR``), or already significant at
-    ``pair_alpha``. With the n that remain, mean u and standard deviation s (at least
+    themselves: beyond ``OUTLIER_CUT`` noise scales from the median, or already significant at
+    ``pair_alpha``. The noise scale here is the root mean square deviation from the median of
+    the pairs below it (at least ``TIME_NOISE_FLOOR``): slowdowns, the contamination to guard
+    against, lie above the median, so they cannot inflate it. With the n that remain, mean u and standard deviation s (at least
     ``TIME_NOISE_FLOOR``), t = (m_p - u) / (s sqrt(1 + 1/n)) is Student's t with n - 1 degrees of
     freedom for normal noise (a prediction interval). Pairs found significant leave the reference
     and the others are tested again, until nothing changes (a step-down: when nothing is
@@ -292,26 +293,27 @@ def timing_p_values(log_ratios, pair_alpha):
     """
     log_ratios = np.asarray(log_ratios, float)
     centre = np.median(log_ratios)
-    spread = max(1.4826 * float(np.median(np.abs(log_ratios - centre))), TIME_NOISE_FLOOR)
+    below = log_ratios[log_ratios <= centre]
+    spread = max(float(np.sqrt(np.mean((below - centre) ** 2))), TIME_NOISE_FLOOR)
     reference = np.abs(log_ratios - centre) <= OUTLIER_CUT * spread
     while True:
-        p_values = np.array([_prediction_p_value(log_ratios, reference, p)
-                             for p in range(log_ratios.size)])
+        p_values = _prediction_p_values(log_ratios, reference)
         significant = (p_values <= pair_alpha) & (log_ratios > centre)
         if not (significant & reference).any():
             return p_values.tolist()
         reference &= ~significant
 
 
-def _prediction_p_value(log_ratios, reference, p):
-    others = reference.copy()
-    others[p] = False
-    n = int(others.sum())
-    if n < 3:
-        return 1.0
-    scale = max(float(np.std(log_ratios[others], ddof=1)), TIME_NOISE_FLOOR)
-    t = (log_ratios[p] - log_ratios[others].mean()) / (scale * sqrt(1 + 1 / n))
-    return float(stats.t.sf(t, n - 1))
+def _prediction_p_values(log_ratios, reference):
+    """For every pair, the t-test of its value against the reference pairs other than itself."""
+    others = reference[None, :] & ~np.eye(log_ratios.size, dtype=bool)  # [pair, other]
+    n = others.sum(axis=1)
+    values = np.where(others, log_ratios[None, :], 0.0)
+    mean = values.sum(axis=1) / np.maximum(n, 1)
+    squares = np.where(others, (log_ratios[None, :] - mean[:, None]) ** 2, 0.0).sum(axis=1)
+    scale = np.maximum(np.sqrt(squares / np.maximum(n - 1, 1)), TIME_NOISE_FLOOR)
+    t = (log_ratios - mean) / (scale * np.sqrt(1 + 1 / np.maximum(n, 1)))
+    return np.where(n >= 3, stats.t.sf(t, np.maximum(n - 1, 1)), 1.0)
 
 
 # --------------------------------------------------------------------------- words
