@@ -6,8 +6,8 @@
             ...
             bar.advance(amount)            # or bar.advance(1, "valid -1.23")
 
-Disabled, it does nothing (and imports nothing). rich draws it on stderr-capable terminals and
-stays silent where there is no terminal to redraw, so CI logs are not flooded.
+Disabled, it does nothing (and imports nothing). On a terminal rich redraws it in place; without
+one (a CI log, a pipe) it prints only its final state, once, so logs are not flooded.
 """
 
 
