@@ -43,7 +43,7 @@ def _decoder_arrays():
     rng = np.random.default_rng(103)
     sizes = [2, 32, 32, 8]
     arrays = {}
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         arrays[f"w{i}"] = rng.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), size=(fan_in, fan_out)) * 2.0
         arrays[f"b{i}"] = rng.normal(0.0, 0.5, size=fan_out)
     return arrays
@@ -80,8 +80,7 @@ def _encoder_arrays():
 
 def build_model(name):
     """A new instance of the named model (its compiled-estimator cache is empty)."""
-    from estimators import (MLP, AmortizedPosterior, GaussianMixture, InfiniteMixture,
-                            LinearGaussian)
+    from estimators import MLP, AmortizedPosterior, GaussianMixture, InfiniteMixture, LinearGaussian
     if name == "gmm":
         return GaussianMixture(*_gmm_arrays())
     if name == "linear_gaussian":
@@ -95,13 +94,13 @@ def build_model(name):
     raise ValueError(f"unknown benchmark model {name!r}; choose from {MODELS}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cached_model(name):
     """One instance per process, so the compilation done in ``setup`` is reused by the timed calls."""
     return build_model(name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def data(name, num_points=NUM_POINTS, seed=DATA_SEED):
     """x ~ p(x) for the named model, [num_points, D] float32, drawn with NumPy (ancestral sampling)."""
     rng = np.random.default_rng([seed, MODELS.index(name)])
@@ -123,7 +122,7 @@ def data(name, num_points=NUM_POINTS, seed=DATA_SEED):
     return x
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def warm_up_tensorflow():
     """Pay TensorFlow's one-off start-up (eager context, XLA service) once per process."""
     from estimators import estimate

@@ -35,7 +35,7 @@ SPLITS = ("train", "test")
 DATASETS = ("digits-gaussian", "digits-bernoulli", "pinwheel", "ring")
 
 
-def load_data(name, split="train"):
+def load_data(name: str, split: str = "train") -> np.ndarray:
     """The data set ``name`` (a dataset or model name) as float32 [N, D]; split "train" or "test"."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose from {SPLITS}")

@@ -24,12 +24,16 @@ class MLP(tf.Module):
         self.dtype = tf.as_dtype(dtype)
         rng = np.random.default_rng(seed)
         self.weights, self.biases = [], []
-        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):
+        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:], strict=True):
             # Glorot-uniform initialisation.
             limit = np.sqrt(6.0 / (fan_in + fan_out))
             w = rng.uniform(-limit, limit, size=(fan_in, fan_out))
             self.weights.append(tf.Variable(w, dtype=self.dtype))
             self.biases.append(tf.Variable(np.zeros(fan_out), dtype=self.dtype))
+
+    def constructor_arguments(self):
+        """Sizes, activation and dtype; the weights are its variables (see estimators.fingerprint)."""
+        return {"sizes": self.sizes, "activation": self.activation, "dtype": self.dtype}
 
     @property
     def in_dim(self):
@@ -44,7 +48,7 @@ class MLP(tf.Module):
         batch_shape = tf.shape(inputs)[:-1]
         h = tf.reshape(inputs, [-1, self.in_dim])
         act = ACTIVATIONS[self.activation]
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             h = tf.matmul(h, w) + b
             if i < len(self.weights) - 1:
                 h = act(h)
@@ -53,7 +57,7 @@ class MLP(tf.Module):
     def to_arrays(self, prefix=""):
         """Weights as a flat dict of numpy arrays (for ``np.savez``)."""
         out = {}
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             out[f"{prefix}w{i}"] = w.numpy()
             out[f"{prefix}b{i}"] = b.numpy()
         return out

@@ -58,7 +58,7 @@ def describe(name):
     return (PRESETS[name].__doc__ or "").strip().splitlines()[0] if name in PRESETS else ""
 
 
-def get_preset(name, quick=False):
+def get_preset(name: str, quick: bool = False) -> Preset:
     """Build preset ``name``; with ``quick``, shrunk to a smoke run (see ``shrink``)."""
     if name not in PRESETS:
         raise UnknownNameError(f"unknown preset {name!r}; choose from {', '.join(sorted(PRESETS))}")

@@ -25,8 +25,9 @@ defensive proposals the prediction matches the observed variance (ratio 0.9 - 1.
 models) and the variance is ~3000x smaller. ``repeats`` > 1 also reports the run-to-run spread.
 
 Results for infinite mixtures are cached on disk (``$ESTIMATORS_CACHE`` or
-``~/.cache/estimators``, subfolder ``reference``), keyed by a SHA-256 of the model's weights, the
-data and the settings, and written atomically, so repeated sweeps do not recompute them.
+``~/.cache/estimators``, subfolder ``reference``), keyed by a SHA-256 of the model's fingerprint
+(``estimators.fingerprint``), the data and the settings, and written atomically, so repeated
+sweeps do not recompute them. A model that cannot be fingerprinted is not cached.
 """
 import hashlib
 import json
@@ -38,11 +39,13 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from numpy.typing import ArrayLike
 
 from estimators import quadrature, sampling
-from estimators.files import atomic_write
 from estimators.estimator import estimate
-from estimators.models import InfiniteMixture
+from estimators.files import atomic_write
+from estimators.fingerprint import FingerprintError, model_fingerprint
+from estimators.models import InfiniteMixture, LatentVariableModel
 from estimators.models.base import model_cache
 
 tfd = tfp.distributions
@@ -58,9 +61,11 @@ CACHE_VERSION = 2
 METHODS = ("auto", "exact", "is")
 
 
-def reference_log_marginal(model, x, *, num_samples=REFERENCE_SAMPLES, seed=REFERENCE_SEED,
-                           chunk_size=1024, batch_size=64, method="auto", repeats=1, cache=True,
-                           cache_dir=None):
+def reference_log_marginal(model: LatentVariableModel, x: ArrayLike, *,
+                           num_samples: int = REFERENCE_SAMPLES, seed: int = REFERENCE_SEED,
+                           chunk_size: int = 1024, batch_size: int = 64, method: str = "auto",
+                           repeats: int = 1, cache: bool = True,
+                           cache_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(log p [N], standard error [N]) for each row of x [N, D]; see the module docstring.
 
     method: "auto" (exact, else quadrature, else IS), "exact" (closed form or quadrature only;
@@ -88,14 +93,13 @@ def reference_log_marginal(model, x, *, num_samples=REFERENCE_SAMPLES, seed=REFE
         batch_size=int(batch_size), repeats=int(repeats), widths=list(WIDTHS),
         adapt=[list(ADAPT_WIDTHS), ADAPT_ROUNDS], pilot_samples=_pilot_samples(num_samples),
         defensive=[DEFENSIVE_WEIGHT, DEFENSIVE_WIDTH])
-    path = _cache_path(model, x, settings, include_encoder=not exact, cache_dir=cache_dir) \
-        if cache else None
+    path = _cache_path(model, x, settings, cache_dir=cache_dir) if cache else None
     if path is not None and path.exists():
         try:
             with np.load(path, allow_pickle=False) as saved:
                 return saved["log_p"], saved["se"]
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:  # a cache: recompute
-            warnings.warn(f"ignoring unreadable reference cache {path}: {err}")
+            warnings.warn(f"ignoring unreadable reference cache {path}: {err}", stacklevel=2)
     if exact:  # the quadrature's own error estimate, |log p(h) - log p(2h)|, stands as its SE
         log_p, se = (np.asarray(t, np.float64) for t in quadrature.log_marginal_and_error(model, x))
     else:
@@ -105,7 +109,8 @@ def reference_log_marginal(model, x, *, num_samples=REFERENCE_SAMPLES, seed=REFE
         try:
             _atomic_save(path, log_p=log_p, se=se, settings=json.dumps(settings))
         except OSError as err:  # a read-only home must not stop a sweep
-            warnings.warn(f"could not cache the reference in {path.parent}: {err}")
+            warnings.warn(f"could not cache the reference in {path.parent}: {err}",
+                          stacklevel=2)
     return log_p, se
 
 
@@ -290,34 +295,12 @@ def reference_cache_dir(directory=None):
     return Path(root) / "reference"
 
 
-def model_fingerprint(model, include_encoder=True):
-    """SHA-256 of an infinite mixture's structure and weights, or None when the weights cannot be
-    seen (a decoder or encoder that is a plain function, not a tf.Module / Keras layer)."""
-    h = hashlib.sha256()
-    h.update(json.dumps([type(model).__name__, model.latent_dim, model.data_dim,
-                         model.likelihood_kind, model.dtype.name, model.heteroscedastic]).encode())
-    if getattr(model, "autoregressive", False):  # the Gaussian conditionals' scale floor
-        h.update(json.dumps(["min_scale", model.min_scale]).encode())
-    parts = [model.decoder]
-    if include_encoder:
-        if model.amortized_posterior is None:
-            return None
-        parts.append(model.amortized_posterior)
-    for part in parts:
-        variables = getattr(part, "variables", None)
-        if not variables:
-            return None
-        for v in variables:
-            h.update(np.ascontiguousarray(np.asarray(v)).tobytes())
-    for tensor in (model.log_scale, model.scale):
-        if tensor is not None:
-            h.update(np.ascontiguousarray(np.asarray(tensor)).tobytes())
-    return h.hexdigest()
-
-
-def _cache_path(model, x, settings, include_encoder, cache_dir=None):
-    fingerprint = model_fingerprint(model, include_encoder)
-    if fingerprint is None:
+def _cache_path(model, x, settings, cache_dir=None):
+    """The cache file for (model, x, settings), or None for a model that cannot be fingerprinted
+    (its weights cannot be seen, so a cached value could belong to another version of it)."""
+    try:
+        fingerprint = model_fingerprint(model)
+    except FingerprintError:
         return None
     h = hashlib.sha256()
     h.update(json.dumps(dict(settings, version=CACHE_VERSION), sort_keys=True).encode())

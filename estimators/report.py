@@ -34,11 +34,10 @@ import seaborn as sns  # noqa: E402
 from estimators import methods as registry  # noqa: E402
 from estimators.results import atomic_write_bytes  # noqa: E402
 from estimators.sandwich import SANDWICH_K, sandwich_table, sandwich_verdicts  # noqa: E402
-from estimators.summary import (ROUNDOFF_BIAS, ROUNDOFF_VARIANCE, fit_slopes,  # noqa: E402
-                                summarize, verdicts)
 from estimators.summary import (ERROR_FLOOR, ESS_FRACTION, KHAT_LIMIT,  # noqa: E402
                                 ROUNDOFF_BIAS, ROUNDOFF_VARIANCE, diagnostic_verdicts,
                                 fit_slopes, flag_estimates, khat_threshold, summarize, verdicts)
+from estimators.tables import format_value, markdown_table  # noqa: E402
 
 FIGURES = {
     "error_vs_time.png": "RMSE of log p̂ against the time of one repeat: for a time budget on the "
@@ -70,7 +69,8 @@ TABLE_COLUMNS = ["model", "method", "num_samples", "bias", "bias_ci_low", "bias_
                  "truth_se", "evaluations"]
 
 
-def write_report(df, folder, summary=None):
+def write_report(df: pd.DataFrame, folder: str | Path,
+                 summary: pd.DataFrame | None = None) -> dict[str, Path]:
     """Write summary.csv, the figures, report.md and report.html into ``folder``; return paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -141,7 +141,7 @@ def _facets(frame, methods, x, y, low=None, high=None, floor=None, ref_power=Non
 
     grid.map_dataframe(draw)
     grid.set_titles("{col_name}")
-    for model, ax in zip(grid.col_names, grid.axes.flat):
+    for model, ax in zip(grid.col_names, grid.axes.flat, strict=True):
         ax.set(xscale="log", yscale="log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         panel = frame[frame["model"] == model]
@@ -290,9 +290,11 @@ def _run_facts(attrs):
         ("created", env.get("created", "—")),
     ]
     if run:
+        kept = (f", {run['kept_cells']} kept from earlier runs into this folder"
+                if run.get("kept_cells") else "")
         facts.append(("sweep wall time", f"{run.get('wall_seconds', float('nan')):.1f} s "
                       f"({run.get('computed_cells', '?')} cells computed, "
-                      f"{run.get('loaded_cells', 0)} resumed from disk)"))
+                      f"{run.get('loaded_cells', 0)} resumed from disk{kept})"))
     return facts
 
 
@@ -314,7 +316,7 @@ def _compilation(xla, records):
 def _display_table(summary):
     table = summary[TABLE_COLUMNS].copy()
     table["bias 95% CI"] = [f"[{lo:.3g}, {hi:.3g}]" for lo, hi in
-                            zip(table.pop("bias_ci_low"), table.pop("bias_ci_high"))]
+                            zip(table.pop("bias_ci_low"), table.pop("bias_ci_high"), strict=True)]
     table = table[["model", "method", "num_samples", "bias", "bias 95% CI", "variance", "rmse",
                    "ess", "seconds", "evaluations", "samples_per_second", "compile_seconds",
                    "truth_se"]]
@@ -352,7 +354,7 @@ def _diagnostic_markdown(diagnostics):
     parts = ["## Diagnostics against the error", "", DIAGNOSTIC_INTRO, ""]
     parts += [f"- **{model}**: {text}" for model, text in diagnostics["texts"].items()]
     parts += ["", f"![{KHAT_FIGURE}]({KHAT_FIGURE})", "", f"*{KHAT_CAPTION}*", "",
-              _markdown_table(diagnostics["table"]), ""]
+              markdown_table(diagnostics["table"]), ""]
     return parts
 
 
@@ -374,20 +376,9 @@ def _slope_table(slopes):
     table = slopes[["model", "method", "variance_slope", "bias_slope", "fit_min_samples",
                     "fit_max_samples", "note"]].copy()
     table["fit range"] = [f"M = {a}..{b}" for a, b in
-                          zip(table.pop("fit_min_samples"), table.pop("fit_max_samples"))]
+                          zip(table.pop("fit_min_samples"), table.pop("fit_max_samples"),
+                              strict=True)]
     return table[["model", "method", "variance_slope", "bias_slope", "fit range", "note"]]
-
-
-def _format(value):
-    if isinstance(value, (float, np.floating)):
-        return "—" if np.isnan(value) else f"{value:.4g}"
-    return str(value)
-
-
-def _markdown_table(table):
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(_format(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines)
 
 
 INTRO = (
@@ -476,21 +467,21 @@ def render_markdown(attrs, summary, slopes, texts, sandwich=None, sandwich_texts
     parts = [f"# Estimator comparison: {attrs.get('config', {}).get('preset', 'sweep')}", "",
              INTRO, "", "## Verdicts", ""]
     parts += [f"- **{model}**: {text}" for model, text in texts.items()]
-    parts += ["", "## Models", "", MODELS_INTRO, "", _markdown_table(model_facts(summary))]
+    parts += ["", "## Models", "", MODELS_INTRO, "", markdown_table(model_facts(summary))]
     if sandwich is not None and len(sandwich):
         parts += ["", "## The sandwich: forward AIS ≤ log p(x) ≤ reverse AIS", ""]
         parts += [f"- **{model}**: {text}" for model, text in sandwich_texts.items()]
-        parts += ["", SANDWICH_NOTE, "", _markdown_table(_sandwich_display(sandwich))]
+        parts += ["", SANDWICH_NOTE, "", markdown_table(_sandwich_display(sandwich))]
     if skipped:
         parts += ["", "## Skipped (method does not apply to the model)", ""]
         parts += [f"- {line}" for line in _skipped_lines(skipped)]
-    parts += ["", "## Slopes (log–log against M)", "", _markdown_table(_slope_table(slopes)), ""]
+    parts += ["", "## Slopes (log–log against M)", "", markdown_table(_slope_table(slopes)), ""]
     parts += ["## Figures", ""]
     for name, caption in figures.items():
         parts += [f"![{name}]({name})", "", f"*{caption}*", ""]
     parts += _diagnostic_markdown(diagnostics)
     parts += ["## Summary (one row per model × method × M)", "",
-              _markdown_table(_display_table(summary)), "", "## Run and environment", ""]
+              markdown_table(_display_table(summary)), "", "## Run and environment", ""]
     parts += [f"- {label}: {value}" for label, value in _run_facts(attrs)]
     packages = attrs.get("environment", {}).get("packages", {})
     parts += ["- packages: " + ", ".join(f"{k} {v}" for k, v in packages.items()), ""]
@@ -540,4 +531,4 @@ def render_html(attrs, summary, slopes, texts, folder, sandwich=None, sandwich_t
 
 
 def _html_table(table):
-    return table.to_html(index=False, formatters={c: _format for c in table.columns}, border=0)
+    return table.to_html(index=False, formatters={c: format_value for c in table.columns}, border=0)

@@ -56,7 +56,8 @@ DIAGNOSTIC_COLUMNS = ["khat", "khat_threshold", "khat_high", "bad_if_khat_high",
 SUMMARY_COLUMNS += DIAGNOSTIC_COLUMNS
 
 
-def summarize(df, *, bootstrap=BOOTSTRAP_SAMPLES, seed=0):
+def summarize(df: pd.DataFrame, *, bootstrap: int = BOOTSTRAP_SAMPLES,
+              seed: int = 0) -> pd.DataFrame:
     """One row per (model, method, M) with the statistics above and the per-(model, method) slopes.
 
     ``compile_seconds`` comes from ``df.attrs["compile"]`` (written by ``sweep``); NaN if absent.
@@ -83,7 +84,7 @@ def _cell_statistics(key, cell, rng, bootstrap):
     seconds = cell["seconds"].mean()
     low, high = _bootstrap_intervals(errors, truth["truth_se"].to_numpy(), rng, bootstrap)
     return {
-        **dict(zip(CELL, key)), "num_points": num_points, "repeats": repeats,
+        **dict(zip(CELL, key, strict=True)), "num_points": num_points, "repeats": repeats,
         "bias": errors.mean(), "bias_ci_low": low["bias"], "bias_ci_high": high["bias"],
         "variance": errors.var(axis=1, ddof=1).mean(),
         "variance_ci_low": low["variance"], "variance_ci_high": high["variance"],
@@ -235,7 +236,7 @@ def _warning_sentence(label, r):
 
 # --------------------------------------------------------------------------- slopes
 
-def fit_slopes(summary):
+def fit_slopes(summary: pd.DataFrame) -> pd.DataFrame:
     """Per (model, method): log-log slopes of variance and |bias| against M, with notes."""
     return pd.DataFrame([_pair_slopes(key, cells.sort_values("num_samples"))
                          for key, cells in summary.groupby(PAIR, sort=False)])
@@ -301,7 +302,7 @@ def best_at_budgets(summary, num_budgets=3):
     return pd.DataFrame(rows)
 
 
-def verdicts(summary):
+def verdicts(summary: pd.DataFrame) -> dict[str, str]:
     """{model: a short paragraph}: who wins at which time budget and by how much; the ELBO gap."""
     order = list(dict.fromkeys(summary["method"]))
     texts = {}
@@ -367,32 +368,3 @@ def format_seconds(seconds):
         if seconds >= scale:
             return f"{seconds / scale:.3g} {unit}"
     return f"{seconds / 1e-9:.3g} ns"
-
-
-# --------------------------------------------------------------------------- comparison of runs
-
-METRICS = {"abs_bias": "|bias|", "variance": "variance", "rmse": "rmse", "seconds": "seconds"}
-
-
-def compare(old, new, metric="rmse", threshold=1.5, atol=1e-6):
-    """Side-by-side old/new statistics per cell with new/old ratios, and the regressions.
-
-    ``old``, ``new``: summaries (``summarize``). A (model, method) pair regresses when the
-    geometric mean over M of new/old ``metric`` exceeds ``threshold``; cells where both values
-    are below ``atol`` (round-off) are left out of the mean. Returns (table, regressions).
-    """
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
-    columns = ["abs_bias", "variance", "rmse", "seconds"]
-    old, new = (s.assign(abs_bias=s["bias"].abs())[CELL + columns] for s in (old, new))
-    table = old.merge(new, on=CELL, suffixes=("_old", "_new"), how="inner")
-    if table.empty:
-        raise ValueError("the two runs share no (model, method, num_samples) cell")
-    for column in columns:
-        table[f"{column}_ratio"] = table[f"{column}_new"] / table[f"{column}_old"]
-    significant = table[[f"{metric}_old", f"{metric}_new"]].max(axis=1) > atol
-    per_pair = (table[significant].assign(log_ratio=np.log(table[f"{metric}_ratio"]))
-                .groupby(PAIR, sort=False)["log_ratio"].mean().apply(np.exp)
-                .rename("ratio").reset_index())
-    regressions = per_pair[per_pair["ratio"] > threshold].reset_index(drop=True)
-    return table, regressions

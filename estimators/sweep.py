@@ -28,47 +28,58 @@ Nothing lost. With ``out=``, each finished cell is written at once to ``out/cell
 and the truths to ``out/truths/``; a rerun with the same ``out`` loads those and computes only the
 missing cells, so it ends with the same table as an uninterrupted run. A file written under a
 different configuration (seed, repeats, data, model parameters, compilation mode, chunking)
-raises ``ResultsError`` naming the difference; nothing is overwritten.
+raises ``ResultsError`` naming the difference; nothing is overwritten. The folder's results cover
+all its cells: finished cells of earlier runs outside this run's selection (other models,
+methods or M) stay in ``results.parquet`` (``results.merge_folder_cells``). A model that cannot
+be fingerprinted (``estimators.fingerprint``) cannot be saved for resuming: ``out=`` refuses it.
 """
-import datetime
 import hashlib
-import importlib.metadata
 import json
-import os
-import platform
 import re
-import subprocess
-import sys
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
 from estimators import methods as registry
+from estimators.environment import environment_info
 from estimators.estimator import compile_options, default_prior_proposal, estimate
-from estimators.models.base import as_seed
+from estimators.fingerprint import FingerprintError, model_fingerprint
+from estimators.models.base import LatentVariableModel, as_seed
+from estimators.progress import ProgressBar
 from estimators.reference import reference_log_marginal
-from estimators.results import (RESULTS_FILE, ResultsError, read_metadata, read_table,
-                                save_results, tidy, write_table)
+from estimators.results import (
+    CELLS_DIR,
+    RESULTS_FILE,
+    ResultsError,
+    check_folder_cells,
+    merge_folder_cells,
+    read_metadata,
+    read_table,
+    save_results,
+    tidy,
+    write_table,
+)
 
-CELLS_DIR = "cells"
 TRUTHS_DIR = "truths"
 ROW_CHUNK_BUDGET = 2**20  # rows × chunk size of one call: bounds the memory of a chunk
 RESULTS_VERSION = 2  # bump when the meaning of stored numbers changes (2: method specs, diagnostics)
-PACKAGES = ("estimators", "tensorflow", "tensorflow-probability", "numpy", "scipy", "pandas",
-            "pyarrow", "matplotlib", "seaborn")
-RECORDED_ENV_VARS = ("TF_ENABLE_ONEDNN_OPTS", "TF_XLA_FLAGS", "CUDA_VISIBLE_DEVICES",
-                     "OMP_NUM_THREADS", "OPENBLAS_CORETYPE")
+PROGRESS_OVERHEAD = 64  # a cell's fixed cost for the progress bar, in samples per row
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 DIAGNOSTICS = ("ess", "khat", "accept", "stages")  # per-point columns; NaN where a method has none
 
 
-def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, progress=True,
-          jit_compile="auto", min_chunk=1, max_chunk=256, metadata=None, latents=None):
+def sweep(models: dict[str, LatentVariableModel], methods: Sequence[str],
+          num_samples: Sequence[int] | dict, repeats: int, data: dict[str, ArrayLike],
+          seed: int = 0, *, out: str | Path | None = None, progress: bool = True,
+          jit_compile: bool | str = "auto", min_chunk: int = 1, max_chunk: int = 256,
+          metadata: dict | None = None, latents: dict | None = None) -> pd.DataFrame:
     """Run every (model, method, M) cell ``repeats`` times; return the tidy table of DESIGN §4.
 
     models: {name: model}; data: {name: x [N, D]} (a key per model); methods: names or specs
@@ -85,8 +96,9 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
     JSON-able entries for ``df.attrs["config"]`` (e.g. the preset's name).
 
     The returned frame's ``attrs`` hold "config", "environment", "compile" (one record per
-    cell: compile_seconds, chunk_size, repeats_per_call) and "run" (wall time, cells computed
-    and cells loaded from ``out``).
+    cell: compile_seconds, chunk_size, repeats_per_call) and "run" (wall time, cells computed,
+    cells loaded from ``out``, and cells kept from earlier runs into ``out``, which the table
+    then also holds).
     """
     specs, budgets, repeats = _check_arguments(models, methods, num_samples, repeats, data)
     jit_compile = resolve_jit_compile(jit_compile)
@@ -122,9 +134,9 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
 
     frames, compile_records, warmed, loaded = [], [], set(), 0
     started = time.perf_counter()
-    with _progress_bar(cells, enabled=progress) as bar:
-        for cell in cells:
-            bar.start(cell)
+    with ProgressBar(sum(map(_work, cells)), "sweep", enabled=progress) as bar:
+        for i, cell in enumerate(cells):
+            bar.describe(f"[{i + 1}/{len(cells)}] {cell.cell_id}")
             frame, record = _load_cell(out, cell) if out is not None else (None, None)
             loaded += frame is not None
             if frame is None:
@@ -133,13 +145,13 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
                     write_table(frame, out / CELLS_DIR / cell.filename, record)
             frames.append(frame)
             compile_records.append(record)
-            bar.done(cell)
+            bar.advance(_work(cell))
 
     df = tidy(pd.concat(frames, ignore_index=True))
     df.attrs = {
         "config": _run_config(cells, models, methods, num_samples, repeats, seed, jit_compile,
                               min_chunk, max_chunk, metadata),
-        "environment": environment_info(jit_compile),
+        "environment": environment_info(xla=jit_compile),
         "compile": [{k: r.get(k) for k in ("model", "method", "num_samples", "compile_seconds",
                                            "chunk_size", "repeats_per_call", "jit_compile")}
                     for r in compile_records],
@@ -148,6 +160,7 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
         "skipped": skipped,
     }
     if out is not None:
+        df = merge_folder_cells(df, out)  # the folder's cells from earlier runs stay in its results
         save_results(df, out)
     return df
 
@@ -238,6 +251,7 @@ def _check_existing_results(out, cells):
         cell_path = out / CELLS_DIR / cell.filename
         if cell_path.exists():
             _check_cell_record(cell_path, read_metadata(cell_path), cell)
+    check_folder_cells(out, cells[0].settings, {c.state.name: c.state.fingerprint for c in cells})
 
 
 def _check_cell_record(path, record, cell):
@@ -265,8 +279,8 @@ class _ModelState:
                 raise ValueError(f"latents of {name} must have shape [N, d] = "
                                  f"{[self.num_points, model.latent_dim]}; got "
                                  f"{self.latents.shape.as_list()}")
-        self.fingerprint = model_fingerprint(model, self.x)
-        if self.latents is not None:
+        self.fingerprint = _fingerprint(name, model, self.x, resumable=truths_dir is not None)
+        if self.latents is not None and self.fingerprint is not None:
             self.fingerprint = _sha256((self.fingerprint + "latents").encode()
                                        + np.ascontiguousarray(self.latents.numpy()).tobytes())
         self._truth = None
@@ -425,111 +439,22 @@ def _load_cell(out, cell):
     return tidy(frame), frame.attrs
 
 
-def model_fingerprint(model, x):
-    """sha256 of the model's class, settings and every tensor it holds, and of the data x."""
-    digest = hashlib.sha256(type(model).__qualname__.encode())
-    for key, value in sorted(vars(model).items()):
-        if not key.startswith("_") and isinstance(value, (str, int, float, bool)):
-            digest.update(f"{key}={value!r};".encode())
-    leaves = model._flatten(predicate=lambda v: isinstance(v, (tf.Tensor, tf.Variable)),
-                            with_path=True)
-    for path, value in sorted(leaves, key=lambda leaf: str(leaf[0])):
-        digest.update(str(path).encode())
-        digest.update(np.ascontiguousarray(value.numpy()).tobytes())
-    digest.update(np.ascontiguousarray(x.numpy()).tobytes())
-    return digest.hexdigest()
+def _fingerprint(name, model, x, resumable):
+    """sha256 of the model's fingerprint and the data x; None for a model that cannot be
+    fingerprinted, which only a sweep without ``out`` accepts (nothing saved is reused)."""
+    try:
+        return _sha256(model_fingerprint(model).encode() + np.ascontiguousarray(x.numpy()).tobytes())
+    except FingerprintError as err:
+        if resumable:
+            raise FingerprintError(f"model {name!r} cannot be saved for resuming: {err}; or run "
+                                   "the sweep without out=") from None
+        return None
 
 
 def _sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
-# --------------------------------------------------------------------------- environment
-
-def environment_info(jit_compile):
-    """Where and with what the numbers were made: versions, device, XLA flag, git commit."""
-    gpus = tf.config.list_physical_devices("GPU")
-    return {
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "gpus": [tf.config.experimental.get_device_details(g).get("device_name", g.name)
-                 for g in gpus],
-        "device": "GPU" if gpus else "CPU",
-        "xla": jit_compile if isinstance(jit_compile, bool) else PER_METHOD,
-        "packages": {name: _version(name) for name in PACKAGES},
-        "git_commit": _git_commit(),
-        "env": {k: os.environ[k] for k in RECORDED_ENV_VARS if k in os.environ},
-        "argv": sys.argv,
-    }
-
-
-def _version(package):
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _cpu_name():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _git_commit():
-    """``git describe --always --dirty`` of the source tree, or None outside a checkout."""
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"],
-                              cwd=Path(__file__).resolve().parent, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-# --------------------------------------------------------------------------- progress
-
-class _progress_bar:
-    """A rich progress bar over cells, advanced by each cell's expected work (M + overhead)."""
-
-    OVERHEAD = 64  # a cell's fixed cost, in units of one sample per row
-
-    def __init__(self, cells, enabled):
-        self.enabled, self.cells = enabled, cells
-        self.count = 0
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.progress import (BarColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                     TimeElapsedColumn(), TextColumn("eta"),
-                                     TimeRemainingColumn())
-            self.progress.__enter__()
-            total = sum(self._work(c) for c in self.cells)
-            self.task = self.progress.add_task("sweep", total=total)
-        return self
-
-    def _work(self, cell):
-        return (cell.num_samples + self.OVERHEAD) * cell.state.num_points * cell.repeats
-
-    def start(self, cell):
-        if self.enabled:
-            self.progress.update(self.task, description=f"[{self.count + 1}/{len(self.cells)}] "
-                                                        f"{cell.cell_id:<32}")
-
-    def done(self, cell):
-        self.count += 1
-        if self.enabled:
-            self.progress.advance(self.task, self._work(cell))
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.progress.__exit__(*exc)
-        return False
+def _work(cell):
+    """A cell's expected cost for the progress bar: samples per row plus a fixed overhead."""
+    return (cell.num_samples + PROGRESS_OVERHEAD) * cell.state.num_points * cell.repeats

@@ -24,18 +24,20 @@ epochs are compared with common random numbers) and restores the best weights.
 """
 import dataclasses
 import math
-import os
-import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
 from estimators import methods as registry
 from estimators import sampling
+from estimators.environment import environment_info
 from estimators.models import AmortizedPosterior, InfiniteMixture
 from estimators.models.autoregressive import AUTOREGRESSIVE_KINDS, ConditionalMADE
 from estimators.nn import MLP
+from estimators.progress import ProgressBar
 
 OBJECTIVES = ("elbo", "iwae", "ml")
 
@@ -159,7 +161,7 @@ class Adam:
     def ascend(self, grads):
         t = self.t.assign_add(1.0)
         step = self.learning_rate * tf.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
-        for var, g, m, v in zip(self.variables, grads, self.m, self.v):
+        for var, g, m, v in zip(self.variables, grads, self.m, self.v, strict=True):
             if g is None:
                 continue
             m.assign(self.beta1 * m + (1.0 - self.beta1) * g)
@@ -205,11 +207,12 @@ class TrainResult:
     config: dict
 
 
-def train(x, *, latent_dim, likelihood="gaussian", objective="elbo", num_importance=1,
+def train(x: ArrayLike, *, latent_dim: int, likelihood: str = "gaussian", objective: str = "elbo",
+          num_importance: int = 1,
           decoder_hidden=(128, 128), encoder_hidden=(128,), activation="tanh", scale="learned",
           scale_floor=0.01, init_scale=None, epochs=300, batch_size=64, learning_rate=1e-3,
           warmup_epochs=0, refine_encoder_epochs=0, validation_fraction=0.1, patience=30,
-          eval_samples=16, seed=0, progress=True, dtype=tf.float32):
+          eval_samples=16, seed=0, progress=True, dtype=tf.float32) -> TrainResult:
     """Fit an InfiniteMixture and an AmortizedPosterior to x [N, D]; returns a ``TrainResult``.
 
     objective: "elbo" (VAE; k = ``num_importance`` samples averaged), "iwae" (importance-weighted
@@ -304,7 +307,7 @@ def _fit(model, x_train, x_valid, objective, k, variables, *, epochs, warmup_epo
     base_seed = tf.constant([seed, 1000 + epoch0], tf.int64)
     steps_per_epoch = len(x_train) // batch_size
     best, best_epoch, best_weights, ran = -np.inf, epoch0, None, 0
-    with _progress_bar(progress, f"{phase}", epochs) as advance:
+    with ProgressBar(epochs, phase, enabled=progress, show_count=True) as bar:
         for epoch in range(epochs):
             perm = rng.permutation(len(x_train))
             beta = tf.constant(min(1.0, (epoch + 1) / warmup_epochs) if warmup_epochs else 1.0,
@@ -320,42 +323,18 @@ def _fit(model, x_train, x_valid, objective, k, variables, *, epochs, warmup_epo
             history.append(dict(epoch=epoch0 + ran, phase=phase, train=total / steps_per_epoch,
                                 valid=valid))
             if epoch + 1 < warmup_epochs:  # the bound is not the target yet: no early stopping
-                advance(f"warm-up beta {float(beta):.2f}, valid {valid:.3f}")
+                bar.advance(1, f"warm-up beta {float(beta):.2f}, valid {valid:.3f}")
                 continue
             if valid > best:
                 best, best_epoch, best_weights = valid, epoch0 + ran, [v.numpy() for v in variables]
-            advance(f"valid {valid:.3f} (best {best:.3f} @ epoch {best_epoch})")
+            bar.advance(1, f"valid {valid:.3f} (best {best:.3f} @ epoch {best_epoch})")
             if epoch0 + ran - best_epoch >= patience:
                 break
     if best_weights is None:  # still warming up when the epochs ran out
         return epoch0 + ran, ran
-    for var, value in zip(variables, best_weights):
+    for var, value in zip(variables, best_weights, strict=True):
         var.assign(value)
     return best_epoch, ran
-
-
-class _progress_bar:
-    """A rich progress bar over epochs (a no-op when disabled); yields ``advance(text)``."""
-
-    def __init__(self, enabled, title, total):
-        self.enabled, self.title, self.total = enabled, title, total
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda text: None
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn)
-        self.bar = Progress(TextColumn("[bold]{task.fields[title]}"), BarColumn(),
-                            MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("{task.description}"), transient=False)
-        self.bar.__enter__()
-        task = self.bar.add_task("", total=self.total, title=self.title)
-        return lambda text: self.bar.update(task, advance=1, description=text)
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.bar.__exit__(*exc)
-        return False
 
 
 # ----------------------------------------------------------------------------- named recipes
@@ -393,7 +372,8 @@ ELBO_SEED = 1234
 VARIANCE_REPEATS, VARIANCE_M = 16, 64  # the manifest's variances: every test point, 16 seeds
 
 
-def train_named(name, out_dir=None, *, epochs=None, seed=None, progress=True, evaluate=True):
+def train_named(name: str, out_dir: str | Path | None = None, *, epochs: int | None = None,
+                seed: int | None = None, progress: bool = True, evaluate: bool = True) -> dict:
     """Train the zoo model ``name`` from its recipe and save ``<name>.npz`` + ``<name>.json``.
 
     name: one of ``RECIPES`` (``digits-bernoulli-d8``, ``digits-gaussian-d8``,
@@ -402,8 +382,7 @@ def train_named(name, out_dir=None, *, epochs=None, seed=None, progress=True, ev
     package's own zoo folder, replacing the shipped files). epochs / seed: override the recipe
     (the manifest then records the override in its reproduce command). progress: show a progress
     bar. evaluate: also compute the manifest's train/test ELBO, the reference test log p(x),
-    the independent-dimension baseline and the M = 64 variances (about a minute for digits;
-    ``evaluate_named`` redoes this part alone for a saved model).
+    the independent-dimension baseline and the M = 64 variances (about a minute for digits).
     Returns the manifest (a dict). Same recipe, same seed, same machine: the same weights.
     """
     from estimators import data as datasets
@@ -428,20 +407,10 @@ def train_named(name, out_dir=None, *, epochs=None, seed=None, progress=True, ev
                 reproduce=dict(command=command,
                                python=f"from estimators.train import train_named; "
                                       f"train_named({call})"),
-                environment=_environment())
+                environment=environment_info())
     if evaluate:
         info["results"] = evaluate_model(result.model, data_name)
     zoo.save_model(result.model, name, out_dir or zoo.ZOO_DIR, info)
-    return info
-
-
-def evaluate_named(name, directory=None):
-    """Recompute the ``results`` of a saved model's manifest (no training) and rewrite it."""
-    from estimators import zoo
-
-    model, info = zoo.load_model(name, directory), zoo.manifest(name, directory)
-    info["results"] = evaluate_model(model, info["data"])
-    zoo.save_model(model, name, directory or zoo.ZOO_DIR, info)
     return info
 
 
@@ -478,11 +447,3 @@ def evaluate_model(model, data_name):
     out["variance_m64"] = dict(var, ratio_naive_to_posterior=var["naive_mc"] / var["posterior_is"],
                                points=len(x_test), repeats=VARIANCE_REPEATS)
     return out
-
-
-def _environment():
-    import tensorflow_probability as tfp
-
-    return dict(tensorflow=tf.__version__, tensorflow_probability=tfp.__version__,
-                numpy=np.__version__, python=platform.python_version(),
-                machine=platform.machine(), cpus=os.cpu_count())

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from estimators import GaussianMixture, InfiniteMixture, LinearGaussian, MLP
+from estimators import MLP, GaussianMixture, InfiniteMixture, LinearGaussian
 
 tfd = tfp.distributions
 
@@ -42,6 +42,14 @@ def linear_infinite_mixture(lg):
 def make_nonlinear(dtype=tf.float32, D=6, scale=0.3, seed=3):
     decoder = MLP([2, 16, D], activation="tanh", seed=seed, dtype=dtype)
     return InfiniteMixture(decoder, 2, scale=scale, dtype=dtype)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cache_in_a_temporary_folder(tmp_path_factory):
+    """Caches (the reference's) go to a temporary folder: tests never write to ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ESTIMATORS_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 @pytest.fixture(scope="module")

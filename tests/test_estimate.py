@@ -122,7 +122,10 @@ def test_elbo_below_is_bound_below_log_p(lg):
     q = mismatched_posterior(lg)
     gap_elbo = estimate(lg, x, "elbo", 16, seed=1, proposal=q).numpy() - truth
     gap_is = estimate(lg, x, "posterior_is", 16, seed=2, proposal=q).numpy() - truth
-    se = lambda v: v.std(ddof=1) / np.sqrt(v.size)
+
+    def se(v):
+        return v.std(ddof=1) / np.sqrt(v.size)
+
     assert gap_elbo.mean() + K * se(gap_elbo) < 0  # ELBO <= log p(x)
     diff = gap_is - gap_elbo
     assert diff.mean() - K * se(diff) > 0  # IWAE is tighter than the ELBO

@@ -5,7 +5,15 @@ import scipy.special
 import scipy.stats
 import tensorflow as tf
 
-from estimators import AmortizedPosterior, GaussianMixture, InfiniteMixture, LinearGaussian, MLP, quadrature
+from estimators import (
+    MLP,
+    AmortizedPosterior,
+    GaussianMixture,
+    InfiniteMixture,
+    LinearGaussian,
+    quadrature,
+)
+
 from conftest import linear_infinite_mixture, make_gmm, make_linear_gaussian, make_nonlinear
 
 

@@ -1,4 +1,6 @@
 """The command line and the report folder: a --quick run end to end, report, compare, errors."""
+import os
+import shutil
 import subprocess
 import sys
 
@@ -117,3 +119,59 @@ def test_train_command_saves_a_loadable_model(tmp_path):
     assert model.data_dim == 2 and model.amortized_posterior is not None
     bad = runner.invoke(app, ["train", "no-such-model"])
     assert bad.exit_code == 2 and "unknown model 'no-such-model'" in bad.output
+
+
+def test_run_names_its_device(quick_run):
+    _, output = quick_run
+    assert "device: CPU" in output or "device: GPU" in output
+
+
+def test_rerun_with_one_model_keeps_the_others_in_the_report(quick_run, tmp_path):
+    out, _ = quick_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    result = runner.invoke(app, ["run", "--quick", "--quiet", "--models", "gmm", "--out", str(copy)])
+    assert result.exit_code == 0, result.output
+    markdown = (copy / "report.md").read_text()
+    for model in ("gmm", "linear_gaussian", "infinite_mixture"):
+        assert f"**{model}**" in markdown
+    assert len(pd.read_csv(copy / "summary.csv")) == 3 * 4 * 3
+    assert "kept from earlier runs" in markdown
+
+
+def test_a_failure_inside_the_library_is_a_traceback_not_a_usage_error(quick_run, monkeypatch,
+                                                                        tmp_path):
+    import estimators.sweep
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug inside the sweep")
+
+    monkeypatch.setattr(estimators.sweep, "sweep", broken)
+    result = runner.invoke(app, ["run", "--quick", "--quiet", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and isinstance(result.exception, ValueError)
+    code = ("import sys, estimators.comparison as c\n"
+            "def broken(*a, **k): raise ValueError('a bug inside compare')\n"
+            "c.compare = broken\n"
+            "from estimators.cli import main\n"
+            f"sys.argv = ['estimators', 'compare', {str(quick_run[0])!r}, {str(quick_run[0])!r}]\n"
+            "main()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" in done.stderr and "a bug inside compare" in done.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--quick", "--num-samples", "0,4"], "positive integers"),
+    (["compare", ".", ".", "--alpha", "2"], "--alpha"),
+])
+def test_bad_numbers_give_a_usage_error(args, message, tmp_path):
+    result = runner.invoke(app, args + (["--out", str(tmp_path)] if args[0] == "run" else []))
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_tensorflow_starts_quietly():
+    """No C++ start-up chatter (cuInit, cuda drivers, oneDNN) unless --verbose."""
+    code = ("from estimators.environment import quiet_tensorflow; quiet_tensorflow(); "
+            "import tensorflow as tf; tf.constant(1.0) + 1")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -32,7 +32,8 @@ def test_same_seed_same_weights(digits_bernoulli):
     x = digits_bernoulli[:64]
     runs = [train(x, latent_dim=2, likelihood="bernoulli", epochs=1, seed=3, **SMALL)
             for _ in range(2)]
-    for a, b in zip(runs[0].model.trainable_variables, runs[1].model.trainable_variables):
+    for a, b in zip(runs[0].model.trainable_variables, runs[1].model.trainable_variables,
+                    strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 

@@ -4,7 +4,8 @@ import pytest
 
 from estimators import data as datasets
 from estimators import zoo
-from estimators.reference import model_fingerprint, reference_log_marginal
+from estimators.fingerprint import model_fingerprint
+from estimators.reference import reference_log_marginal
 
 SHIPPED = ("digits-bernoulli-d8", "digits-gaussian-d8", "pinwheel-gaussian-d2")
 
@@ -182,3 +183,9 @@ def test_digits_preset_shape():
     assert max(quick["num_samples"]) <= 256
     from estimators.presets import Preset
     Preset(**full)
+
+
+def test_the_tests_cache_references_in_a_temporary_folder(tmp_path_factory):
+    """conftest points $ESTIMATORS_CACHE at a temporary folder: no test writes ~/.cache."""
+    from estimators.reference import reference_cache_dir
+    assert tmp_path_factory.getbasetemp() in reference_cache_dir().parents

@@ -5,7 +5,9 @@ A model is p(x) = \\int p(x | z) p(z) dz, exposed as
     likelihood(z)    -> p(x | z), batched over z    (tfd.Distribution over x)
     log_marginal(x)  -> log p(x), [N]               (NotImplementedError where none exists)
     posterior(x)     -> p(z | x), batched over x    (NotImplementedError where none exists)
-plus ``sample`` / ``log_prob`` so a model can be used like a distribution over x.
+plus ``sample`` (ancestral draws of x), ``check_data`` (input validation) and
+``constructor_arguments`` (the declared parameters that identify the model: see
+``estimators.fingerprint``).
 """
 import numpy as np
 import tensorflow as tf
@@ -36,6 +38,12 @@ class LatentVariableModel(tf.Module):
 
     def posterior(self, x):
         raise NotImplementedError(f"{type(self).__name__} has no exact posterior p(z|x)")
+
+    def constructor_arguments(self) -> dict:
+        """The arguments that rebuild this model, ``type(m)(**m.constructor_arguments())``, with
+        their current values (tensors and variables allowed). They identify the model: results
+        saved for it are reused only while they are unchanged. Every subclass declares its own."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare its constructor arguments")
 
     @property
     def has_exact_posterior(self):

@@ -15,6 +15,12 @@ tfd = tfp.distributions
 
 
 class GaussianMixture(LatentVariableModel):
+    """A mixture of K diagonal Gaussians in D dimensions; the latent is the component index k.
+
+    weights: [K] (non-negative, summing to 1), locs and scales: [K, D] (scales > 0).
+    Exact p(x) and exact responsibilities p(k | x); ``latent_dim`` is 0.
+    """
+
     def __init__(self, weights, locs, scales, dtype=tf.float32, name=None):
         super().__init__(name=name)
         self.dtype = tf.as_dtype(dtype)
@@ -32,6 +38,10 @@ class GaussianMixture(LatentVariableModel):
         self.weights = tf.constant(weights, self.dtype)
         self.locs = tf.constant(locs, self.dtype)
         self.scales = tf.constant(scales, self.dtype)
+
+    def constructor_arguments(self):
+        return {"weights": self.weights, "locs": self.locs, "scales": self.scales,
+                "dtype": self.dtype}
 
     @property
     def prior(self):

@@ -37,6 +37,13 @@ BINARY_LIKELIHOODS = ("bernoulli", "autoregressive_bernoulli")
 
 
 class InfiniteMixture(LatentVariableModel):
+    """A VAE's generative model: z ~ N(0, I_d), x | z ~ Gaussian or Bernoulli around decoder(z).
+
+    decoder: a callable z [..., d] -> [..., D] (e.g. ``estimators.MLP``); Gaussian noise by
+    ``scale`` (fixed), ``log_scale`` (a learned per-dimension variable) or, with scale=None, from
+    the decoder itself (see the module docstring). No closed-form p(x): quadrature for d <= 2.
+    """
+
     def __init__(self, decoder, latent_dim, likelihood="gaussian", *, data_dim=None, scale=1.0,
                  log_scale=None, min_scale=0.01, dtype=tf.float32, name=None):
         super().__init__(name=name)
@@ -84,6 +91,12 @@ class InfiniteMixture(LatentVariableModel):
     @property
     def autoregressive(self):
         return self.likelihood_kind in AUTOREGRESSIVE_KINDS
+
+    def constructor_arguments(self):
+        return {"decoder": self.decoder, "latent_dim": self.latent_dim,
+                "likelihood": self.likelihood_kind, "data_dim": self.data_dim,
+                "scale": self.scale, "log_scale": self.log_scale, "dtype": self.dtype,
+                "min_scale": getattr(self, "min_scale", 0.01)}
 
     @property
     def prior(self):

@@ -14,6 +14,11 @@ tfd = tfp.distributions
 
 
 class LinearGaussian(LatentVariableModel):
+    """Probabilistic PCA: z ~ N(0, I_d), x | z ~ N(W z + b, sigma^2 I_D); exact p(x) and p(z | x).
+
+    W: [D, d], b: [D], sigma > 0 (a scalar). The closed forms are computed once, in float64.
+    """
+
     def __init__(self, W, b, sigma, dtype=tf.float32, name=None):
         super().__init__(name=name)
         self.dtype = tf.as_dtype(dtype)
@@ -32,6 +37,9 @@ class LinearGaussian(LatentVariableModel):
         self._marginal_scale_tril = tf.constant(np.linalg.cholesky(cov_x), self.dtype)
         self._post_cov_tril = tf.constant(np.linalg.cholesky(post_cov), self.dtype)
         self._post_gain = tf.constant(post_cov @ W.T / float(sigma) ** 2, self.dtype)  # [d, D]
+
+    def constructor_arguments(self):
+        return {"W": self.W, "b": self.b, "sigma": self.sigma, "dtype": self.dtype}
 
     @property
     def prior(self):

@@ -6,7 +6,8 @@
 
 Each model is two small files in this folder: ``<name>.npz`` (the weights, plain float arrays,
 loaded with ``allow_pickle=False``) and ``<name>.json`` (the manifest: architecture, training
-settings, results and the command that reproduces them, ``estimators train <name>``).
+settings, results and the command that reproduces them, ``estimators train <name>``), read by
+``estimators.manifests`` (no TensorFlow needed).
 Weights are stored under the keys ``decoder/w0, decoder/b0, ...``, ``encoder/w0, ...`` and, for a
 learned Gaussian scale, ``log_scale``; an autoregressive decoder (``ConditionalMADE``) adds its
 weights on z as ``decoder/v0, ...``.
@@ -17,30 +18,16 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from estimators.models import AmortizedPosterior, InfiniteMixture
 from estimators.models.autoregressive import AUTOREGRESSIVE_KINDS, ConditionalMADE
 from estimators.files import atomic_write
+from estimators.manifests import ZOO_DIR, manifest
+from estimators.manifests import available_models as available_models  # re-exported
+from estimators.models import AmortizedPosterior, InfiniteMixture
 from estimators.nn import MLP
 
-ZOO_DIR = Path(__file__).resolve().parent
 
-
-def available_models(directory=None):
-    """Names of the models in ``directory`` (default: the shipped zoo), sorted."""
-    folder = Path(directory or ZOO_DIR)
-    return sorted(p.stem for p in folder.glob("*.json") if p.with_suffix(".npz").exists())
-
-
-def manifest(name, directory=None):
-    """The JSON manifest of model ``name`` as a dict."""
-    path = Path(directory or ZOO_DIR) / f"{name}.json"
-    if not path.exists():
-        raise ValueError(f"no model named {name!r} in {path.parent}; available: "
-                         f"{', '.join(available_models(directory)) or 'none'}")
-    return json.loads(path.read_text())
-
-
-def load_model(name, directory=None, dtype=tf.float32):
+def load_model(name: str, directory: str | Path | None = None,
+               dtype: tf.DType = tf.float32) -> InfiniteMixture:
     """The trained InfiniteMixture ``name`` with its encoder as ``.amortized_posterior``."""
     spec = manifest(name, directory)["architecture"]
     with np.load(Path(directory or ZOO_DIR) / f"{name}.npz", allow_pickle=False) as arrays:
