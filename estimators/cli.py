@@ -114,10 +114,6 @@ def run(
     try:
         chosen = presets.select(presets.get_preset(preset, quick=quick), models=_names(models),
                                 methods=method_list, num_samples=sample_list, repeats=repeats)
-        df = sweep(chosen.models, chosen.methods, chosen.num_samples, chosen.repeats,
-                   chosen.data, seed, out=out, progress=not quiet,
-                   jit_compile="auto" if xla is None else xla, min_chunk=chosen.min_chunk,
-                   metadata={"preset": preset, "quick": quick}, latents=chosen.latents)
     except presets.UnknownNameError as err:  # bad user input; any other error is the library's
         _fail(str(err), USAGE_ERROR)
     from estimators.report import write_report
@@ -127,7 +123,8 @@ def run(
     try:
         df = sweep(chosen.models, chosen.methods, chosen.num_samples, chosen.repeats,
                    chosen.data, seed, out=out, progress=not quiet, jit_compile=jit_compile,
-                   min_chunk=chosen.min_chunk, metadata={"preset": preset, "quick": quick})
+                   min_chunk=chosen.min_chunk, metadata={"preset": preset, "quick": quick},
+                   latents=chosen.latents)
     except ResultsError as err:
         _fail(str(err), RESULTS_ERROR)
     except OSError as err:  # e.g. an --out that cannot be created or written

@@ -15,8 +15,11 @@ import numpy as np
 import tensorflow as tf
 
 from estimators import methods
-from estimators.algorithms.importance import (compiled_estimator, default_posterior,  # noqa: F401
-                                              default_prior_proposal)
+from estimators.algorithms.importance import (  # noqa: F401
+    compiled_estimator,
+    default_posterior,
+    default_prior_proposal,
+)
 from estimators.models.base import as_seed
 
 METHODS = tuple(methods.names())

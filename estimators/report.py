@@ -34,9 +34,19 @@ import seaborn as sns  # noqa: E402
 from estimators import methods as registry  # noqa: E402
 from estimators.results import atomic_write_bytes  # noqa: E402
 from estimators.sandwich import SANDWICH_K, sandwich_table, sandwich_verdicts  # noqa: E402
-from estimators.summary import (ERROR_FLOOR, ESS_FRACTION, KHAT_LIMIT,  # noqa: E402
-                                ROUNDOFF_BIAS, ROUNDOFF_VARIANCE, diagnostic_verdicts,
-                                fit_slopes, flag_estimates, khat_threshold, summarize, verdicts)
+from estimators.summary import (  # noqa: E402
+    ERROR_FLOOR,
+    ESS_FRACTION,
+    KHAT_LIMIT,
+    ROUNDOFF_BIAS,
+    ROUNDOFF_VARIANCE,
+    diagnostic_verdicts,
+    fit_slopes,
+    flag_estimates,
+    khat_threshold,
+    summarize,
+    verdicts,
+)
 from estimators.tables import format_value, markdown_table  # noqa: E402
 
 FIGURES = {
@@ -205,10 +215,10 @@ def sandwich_figure(table):
     models = list(dict.fromkeys(table["model"]))
     figure, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.4), squeeze=False)
     palette = sns.color_palette("colorblind", 2)
-    for ax, model in zip(axes.flat, models):
+    for ax, model in zip(axes.flat, models, strict=False):
         rows = table[table["model"] == model]
         final_k = rows["num_samples"].max()
-        for (path, k), group in rows[rows["num_samples"] == final_k].groupby(["path", "num_samples"]):
+        for (_path, k), group in rows[rows["num_samples"] == final_k].groupby(["path", "num_samples"]):
             group = group.sort_values("steps")
             for column, color, label in (("lower", palette[0], "ais (lower)"),
                                          ("upper", palette[1], "bdmc (upper)")):
@@ -241,7 +251,7 @@ def khat_figure(df, methods, seed=0):
     grid.map_dataframe(sns.scatterplot, x="khat", y="abs_error", s=9, alpha=0.45, linewidth=0,
                        rasterized=True)
     grid.set_titles("{col_name}")
-    for model, ax in zip(grid.col_names, grid.axes.flat):
+    for model, ax in zip(grid.col_names, grid.axes.flat, strict=False):
         ax.set(yscale="log")
         ax.axvline(KHAT_LIMIT, color="0.2", linewidth=1.2)
         for m in sorted(frame.loc[frame["model"] == model, "num_samples"].unique()):
@@ -447,7 +457,7 @@ def _sandwich_display(table):
     shown = table.drop(columns=["all_inside"]).rename(columns={
         "steps": "T", "num_samples": "K", "lower": "ais − ref", "upper": "bdmc − ref",
         "truth": "mean ref", "truth_se": "ref SE"})
-    shown["inside"] = [f"{i}/{n}" for i, n in zip(table["inside"], table["points"])]
+    shown["inside"] = [f"{i}/{n}" for i, n in zip(table["inside"], table["points"], strict=False)]
     return shown.drop(columns=["points"])
 
 

@@ -62,7 +62,7 @@ def sandwich_table(df):
         inside = ((lower - SANDWICH_K * lower_se <= truth + SANDWICH_K * truth_se)
                   & (truth - SANDWICH_K * truth_se <= upper + SANDWICH_K * upper_se))
         rows.append({
-            **dict(zip(["model", "path", "steps", "num_samples"], key)),
+            **dict(zip(["model", "path", "steps", "num_samples"], key, strict=False)),
             "lower": float((lower - truth).mean()), "upper": float((upper - truth).mean()),
             "width": float((upper - lower).mean()),
             "lower_se": float(np.sqrt((lower_se**2).sum()) / len(group)),

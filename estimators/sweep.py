@@ -185,7 +185,7 @@ def _check_arguments(models, methods, num_samples, repeats, data):
     if len(set(canonical)) != len(canonical):
         raise ValueError(f"methods has duplicates (after filling in default options): {canonical}")
     budgets = {}
-    for given, spec in zip(methods, specs):
+    for _given, spec in zip(methods, specs, strict=False):
         values = num_samples
         if isinstance(num_samples, dict):
             given_key = {registry.canonical(k): k for k in num_samples}.get(spec.canonical)

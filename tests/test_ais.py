@@ -12,6 +12,7 @@ import tensorflow_probability as tfp
 from estimators import LinearGaussian, estimate
 from estimators.algorithms import annealing, hmc
 from estimators.methods import parse
+
 from conftest import make_gmm, make_linear_gaussian, make_nonlinear
 
 tfd = tfp.distributions

@@ -11,10 +11,8 @@ import scipy.stats
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from estimators import methods
-from estimators import InfiniteMixture, estimate, presets, sampling
-from estimators.models.autoregressive import (AutoregressiveLikelihood, ConditionalMADE,
-                                              made_masks)
+from estimators import InfiniteMixture, estimate, methods, presets, sampling
+from estimators.models.autoregressive import AutoregressiveLikelihood, ConditionalMADE, made_masks
 
 tfb = tfp.bijectors
 KINDS = ("autoregressive_bernoulli", "autoregressive_gaussian")
@@ -115,7 +113,7 @@ def test_log_p_x_given_z_sums_to_one_over_all_binary_x(bernoulli_exact):
     with random dense weights, and the quadrature marginal p(x) sums to 1 as well."""
     model = exact_model("autoregressive_bernoulli")
     z = tf.random.stateless_normal([5, 1], seed=[0, 1], dtype=tf.float64) * 2.0
-    for weights in ("as built", "dense"):
+    for _weights in ("as built", "dense"):
         log_lik = model.likelihood(z).log_prob(ALL_BINARY[:, None, :])  # [64, 5]
         np.testing.assert_allclose(tf.reduce_logsumexp(log_lik, axis=0).numpy(), 0.0, atol=1e-12)
         random_dense_weights(model.decoder, seed=5)
@@ -295,7 +293,8 @@ def test_shipped_autoregressive_model_reproduces_its_manifest(name):
     """The loaded model's test ELBO, from fresh noise, equals the manifest's to 0.05 nats (both are
     Monte Carlo means over the 360 test points; the combined SE is asserted below 0.01, so 0.05
     is a > 5-sigma band). The manifest's latent usage is consistent with its own threshold."""
-    from estimators import data as datasets, zoo
+    from estimators import data as datasets
+    from estimators import zoo
     model, info = zoo.load_model(name), zoo.manifest(name)
     assert model.autoregressive and model.likelihood_kind == info["architecture"]["likelihood"]
     assert datasets.dataset_name(name) == info["data"]
@@ -323,7 +322,7 @@ def test_training_an_autoregressive_mixture_improves_it_and_keeps_the_masks():
     valid = [h["valid"] for h in result.history]
     assert max(valid) > valid[0] and np.isfinite(result.final_valid_elbo)
     network = result.model.decoder
-    for weights, mask in zip(network.weights, network.masks):
+    for weights, mask in zip(network.weights, network.masks, strict=False):
         assert np.all(weights.numpy()[~mask] == 0)
 
 

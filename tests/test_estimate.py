@@ -10,8 +10,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from estimators import METHODS, estimate
+from estimators.algorithms.logspace import finish_logsumexp as _finish_logsumexp
+from estimators.algorithms.logspace import running_logsumexp as _running_logsumexp
 from estimators.estimator import DEFAULT_CHUNK_SIZE, compiled_estimator
-from estimators.algorithms.logspace import finish_logsumexp as _finish_logsumexp, running_logsumexp as _running_logsumexp
+
 from conftest import make_gmm, make_linear_gaussian, make_nonlinear
 
 tfd = tfp.distributions

@@ -15,6 +15,7 @@ from estimators import estimate, methods
 from estimators.algorithms import importance, jackknife_iwae, pareto
 from estimators.models.base import as_seed, model_cache
 from estimators.sweep import sweep
+
 from conftest import make_linear_gaussian
 
 with warnings.catch_warnings():  # ArviZ announces its refactor with a FutureWarning on import

@@ -14,6 +14,7 @@ import tensorflow_probability as tfp
 
 from estimators import MLP, InfiniteMixture, estimate
 from estimators.algorithms import smc
+
 from conftest import make_gmm, make_linear_gaussian
 
 tfd = tfp.distributions

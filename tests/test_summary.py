@@ -138,8 +138,8 @@ def diagnostic_frame():
     df["truth_se"] = np.where(df["point"] == 1, 0.1, 0.0)
     values = {(0, 0): (0.9, 5), (0, 1): (0.3, 50), (0, 2): (0.4, 8),
               (1, 0): (0.8, 20), (1, 1): (np.nan, 30), (1, 2): (0.6, 9)}
-    df["khat"] = [values[p, r][0] for p, r in zip(df["point"], df["repeat"])]
-    df["ess"] = [float(values[p, r][1]) for p, r in zip(df["point"], df["repeat"])]
+    df["khat"] = [values[p, r][0] for p, r in zip(df["point"], df["repeat"], strict=False)]
+    df["ess"] = [float(values[p, r][1]) for p, r in zip(df["point"], df["repeat"], strict=False)]
     return df
 
 

@@ -38,8 +38,7 @@ import tensorflow as tf
 
 from estimators import sampling
 from estimators.algorithms import hmc, logspace, pareto
-from estimators.algorithms.importance import (callable_key, checked_posterior,
-                                              resolve_tail_capacity)
+from estimators.algorithms.importance import callable_key, checked_posterior, resolve_tail_capacity
 from estimators.models.base import model_cache
 
 TARGET_ACCEPT = 0.65

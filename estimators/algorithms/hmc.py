@@ -77,5 +77,5 @@ def step(evaluate_fn, point, beta, step_size, num_leapfrog, seed):
     log_u = tf.math.log(sampling.uniform(tf.shape(log_accept), accept_seed, dtype))
     accept = log_u < log_accept
     moved = PathPoint(*(tf.where(accept if new.shape.rank == 2 else accept[..., None], new, old)
-                        for new, old in zip(proposal, point)))
+                        for new, old in zip(proposal, point, strict=False)))
     return moved, tf.exp(tf.minimum(log_accept, 0.0))

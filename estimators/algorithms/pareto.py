@@ -104,7 +104,7 @@ def update_top_and_rest(top, rest, log_w):
                            - size)  # -inf without ties
     neg_inf = tf.constant(-np.inf, merged.dtype)
     new = []
-    for power, running in zip((1.0, 2.0), rest):
+    for power, running in zip((1.0, 2.0), rest, strict=False):
         chunk = tf.reduce_logsumexp(tf.where(leaving, power * merged, neg_inf), axis=1)
         ties = tf.where(tf.math.is_finite(tau), log_ties + power * tau, neg_inf)
         new.append(logspace.log_add(running, logspace.log_add(chunk, ties)))

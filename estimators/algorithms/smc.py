@@ -372,10 +372,10 @@ def move(step, point, beta, eps, movers, groups, moves, seed):
         moved, accept = step(point, beta, eps,
                              tf.random.experimental.stateless_fold_in(seed, j, alg=sampling.RNG_ALG))
         point = hmc.PathPoint(*(tf.where(movers if new.shape.rank == 2 else movers[:, None],
-                                         new, old) for new, old in zip(moved, point)))
+                                         new, old) for new, old in zip(moved, point, strict=False)))
         accept = tf.where(tf.math.is_nan(accept), tf.zeros_like(accept), accept)  # padding
         return j + 1, point, tuple(total + tf.reduce_sum(w * accept, axis=0)
-                                   for total, w in zip(sums, shares))
+                                   for total, w in zip(sums, shares, strict=False))
 
     zeros = tf.zeros_like(beta)
     _, point, sums = tf.while_loop(lambda j, *_: j < moves, one, (tf.constant(0), point,

@@ -49,7 +49,7 @@ def made_masks(data_dim, hidden_units, num_params=1):
     (hidden) or < k (outputs, whose degree is their pixel index + 1). The output layer has
     ``num_params`` blocks of D units, block p holding parameter p of every pixel."""
     degrees = made_degrees(data_dim, hidden_units)
-    masks = [inp[:, None] <= out[None, :] for inp, out in zip(degrees[:-1], degrees[1:])]
+    masks = [inp[:, None] <= out[None, :] for inp, out in zip(degrees[:-1], degrees[1:], strict=False)]
     out_degrees = np.tile(degrees[0], num_params)
     masks.append(degrees[-1][:, None] < out_degrees[None, :])
     return masks
@@ -81,7 +81,7 @@ class ConditionalMADE(tf.Module):
         rng = np.random.default_rng(seed)
         sizes = [self.data_dim, *self.hidden_units, self.num_params * self.data_dim]
         self.weights, self.cond_weights, self.biases = [], [], []
-        for mask, fan_in, fan_out in zip(self._masks, sizes[:-1], sizes[1:]):
+        for mask, fan_in, fan_out in zip(self._masks, sizes[:-1], sizes[1:], strict=False):
             # Glorot-uniform, rescaled to the unmasked fan-in (as if the mask were not there).
             limit = np.sqrt(6.0 / (max(mask.sum(0).mean(), 1.0) + fan_out))
             w = rng.uniform(-limit, limit, size=(fan_in, fan_out)) * mask
@@ -105,7 +105,7 @@ class ConditionalMADE(tf.Module):
                                  f"{size}")
         act = ACTIVATIONS[self.activation]
         h = None
-        for k, (w, v, b) in enumerate(zip(self.weights, self.cond_weights, self.biases)):
+        for k, (w, v, b) in enumerate(zip(self.weights, self.cond_weights, self.biases, strict=False)):
             masked = w * tf.constant(self._masks[k], self.dtype)
             pre = _dense(x if h is None else h, masked) + _dense(z, v) + b
             h = act(pre) if k < len(self.weights) - 1 else pre
@@ -115,7 +115,7 @@ class ConditionalMADE(tf.Module):
     def to_arrays(self, prefix=""):
         """Weights as a flat dict of numpy arrays: ``w{k}`` (masked), ``v{k}`` (of z), ``b{k}``."""
         out = {}
-        for k, (w, v, b) in enumerate(zip(self.weights, self.cond_weights, self.biases)):
+        for k, (w, v, b) in enumerate(zip(self.weights, self.cond_weights, self.biases, strict=False)):
             out[f"{prefix}w{k}"] = w.numpy() * self._masks[k]
             out[f"{prefix}v{k}"] = v.numpy()
             out[f"{prefix}b{k}"] = b.numpy()

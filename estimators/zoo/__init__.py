@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from estimators.models.autoregressive import AUTOREGRESSIVE_KINDS, ConditionalMADE
 from estimators.files import atomic_write
 from estimators.manifests import ZOO_DIR, manifest
 from estimators.manifests import available_models as available_models  # re-exported
 from estimators.models import AmortizedPosterior, InfiniteMixture
+from estimators.models.autoregressive import AUTOREGRESSIVE_KINDS, ConditionalMADE
 from estimators.nn import MLP
 
 
