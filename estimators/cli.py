@@ -1,4 +1,4 @@
-"""The ``estimators`` command line: a thin face over sweep -> summary -> report (DESIGN §6).
+"""The ``estimators`` command line: a thin face over sweep -> summary -> report (docs/architecture.md).
 
     estimators run [--preset default] [--quick] [--models a,b] [--methods m1,m2]
                    [--num-samples 1,4,16] [--repeats R] [--seed S] [--out reports/NAME] [--quiet]

@@ -125,7 +125,7 @@ def default(quick=False):
 @register("digits")
 def digits(quick=False):
     """Trained VAEs on 8x8 digits (D = 64, d = 8; Bernoulli and Gaussian): naive MC collapses in 64 dimensions."""
-    from estimators.zoo import digits_preset  # the shipped models and their data (issue 5)
+    from estimators.zoo import digits_preset  # the shipped models and their data
     return Preset(**digits_preset(quick))
 
 

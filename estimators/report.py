@@ -15,7 +15,7 @@ Figures (seaborn, log-log, one panel per model, one colour per method, 95% boots
 Values at floating-point round-off (exact estimators) are drawn on a dotted floor line.
 A models table gives, per model, the ELBO gap and Var(log p^) at M = 64 measured in the run and,
 for a model shipped in the zoo, its manifest's latent usage (active dimensions, what z carries).
-Pure pandas/matplotlib (no TensorFlow, DESIGN §8); the Agg backend, so no display is needed.
+Pure pandas/matplotlib (no TensorFlow: see docs/architecture.md); the Agg backend, so no display is needed.
 """
 import base64
 import html

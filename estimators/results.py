@@ -1,6 +1,6 @@
 """Reading and writing sweep results: parquet tables whose metadata is JSON, written atomically.
 
-A results table is the tidy frame of DESIGN §4 (``COLUMNS``). Its ``DataFrame.attrs`` (the run's
+A results table is the tidy frame of the sweep (``COLUMNS``). Its ``DataFrame.attrs`` (the run's
 configuration, environment and compile times) travel in the parquet schema metadata under the key
 ``estimators`` as one JSON document, so any parquet reader can see them:
 

@@ -1,7 +1,7 @@
 """Reparameterized sampling with the Philox generator.
 
 Why this file exists: under XLA on CPU, TensorFlow's auto-selected stateless RNG is 13-30x
-slower than Philox (see PERFORMANCE.md), and TFP's ``sample()`` uses the auto-selected one.
+slower than Philox (see docs/performance.md), and TFP's ``sample()`` uses the auto-selected one.
 So base noise is drawn here with ``alg="philox"`` and pushed through each distribution's
 reparameterization:
 

@@ -1,6 +1,6 @@
 """From the tidy results table to numbers a person reads: bias, variance, cost, slopes, verdicts.
 
-Pure pandas/numpy (no TensorFlow, DESIGN §8). For one cell (model, method, M) with data points
+Pure pandas/numpy (no TensorFlow: see docs/architecture.md). For one cell (model, method, M) with data points
 n = 1..N and repeats r = 1..R, let e_nr = estimate_nr - truth_n. Then
 
     bias      = mean_{n,r} e_nr                          (mean error, nats)

@@ -2,7 +2,7 @@
 
     sweep(models, methods, num_samples, repeats, data, seed=0, out=None) -> tidy DataFrame
 
-One row per (model, method, M, repeat, point) with the columns of DESIGN §4 (``results.COLUMNS``).
+One row per (model, method, M, repeat, point) with the columns of ``results.COLUMNS``.
 
 Repeats. Each data point already gets its own independent samples inside ``estimate``, so running
 ``estimate`` once on x tiled b times ([b·N, D]) yields b independent repeats in one call: far
@@ -80,7 +80,7 @@ def sweep(models: dict[str, LatentVariableModel], methods: Sequence[str],
           seed: int = 0, *, out: str | Path | None = None, progress: bool = True,
           jit_compile: bool | str = "auto", min_chunk: int = 1, max_chunk: int = 256,
           metadata: dict | None = None, latents: dict | None = None) -> pd.DataFrame:
-    """Run every (model, method, M) cell ``repeats`` times; return the tidy table of DESIGN §4.
+    """Run every (model, method, M) cell ``repeats`` times; return the tidy results table.
 
     models: {name: model}; data: {name: x [N, D]} (a key per model); methods: names or specs
     from ``estimators.methods`` (stored in canonical form); num_samples: the M values (K chains
@@ -91,7 +91,7 @@ def sweep(models: dict[str, LatentVariableModel], methods: Sequence[str],
     ``df.attrs["skipped"]`` with the reason.
     ``jit_compile``: True (XLA), False (graph)
     or "auto" (XLA on GPU, graph on CPU, where it compiles ~10x faster and ran these small models
-    faster; see PERFORMANCE.md). ``out``: folder for incremental, resumable results (see module
+    faster; see docs/performance.md). ``out``: folder for incremental, resumable results (see module
     docstring); the final table is also saved as ``out/results.parquet``. ``metadata``: extra
     JSON-able entries for ``df.attrs["config"]`` (e.g. the preset's name).
 

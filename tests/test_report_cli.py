@@ -97,7 +97,7 @@ def test_list_shows_presets_methods_and_trained_models():
 
 
 def test_report_rerenders_without_tensorflow(quick_run):
-    """`report` and `compare` work on DataFrames alone (DESIGN §8): no TensorFlow import."""
+    """`report` and `compare` work on DataFrames alone: no TensorFlow import."""
     out, _ = quick_run
     (out / "bias_vs_M.png").unlink()
     (out / "report.md").unlink()

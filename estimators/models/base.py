@@ -1,4 +1,4 @@
-"""What every model shares: the four-method interface of DESIGN §2 and input checking.
+"""What every model shares: the four-method model interface and input checking.
 
 A model is p(x) = \\int p(x | z) p(z) dz, exposed as
     prior            -> p(z)                       (tfd.Distribution)
