@@ -90,8 +90,8 @@ def sweep(models: dict[str, LatentVariableModel], methods: Sequence[str],
     and M values below a method's minimum (psis: 21), are skipped and listed in
     ``df.attrs["skipped"]`` with the reason.
     ``jit_compile``: True (XLA), False (graph)
-    or "auto" (XLA on GPU, graph on CPU, where it compiles ~10x faster and ran these small models
-    faster; see docs/performance.md). ``out``: folder for incremental, resumable results (see module
+    or "auto" (XLA on GPU; on CPU each method's registry default: graph mode for importance
+    sampling, XLA for AIS/BDMC/SMC; see ``resolve_jit_compile``). ``out``: folder for incremental, resumable results (see module
     docstring); the final table is also saved as ``out/results.parquet``. ``metadata``: extra
     JSON-able entries for ``df.attrs["config"]`` (e.g. the preset's name).
 
