@@ -350,7 +350,7 @@ REGISTRY = {m.name: m for m in (
     Method("smc", "sequential Monte Carlo with adaptive tempering: each stage's temperature "
            "step keeps the particles' ESS at target_ess K, then systematic resampling and HMC "
            "moves", "estimators.algorithms.smc", STOCHASTIC_LOWER, needs=(NEEDS_CONTINUOUS,),
-           samples="particles",
+           samples="particles", cpu_jit_compile=True,
            cost="(K + pilot) (S + (S - 1) m L), S stages (random, <= max_stages)",
            evaluations=_smc_evaluations,
            options=(
