@@ -5,8 +5,10 @@ No TensorFlow here: ``estimators list``, reports and comparisons read this table
 else keeps a list of method names. Adding a method is one ``Method`` entry below and one
 implementation module (``Method.module``) that defines
 
-    run(model, x, num_samples, seed, options, *, proposal, chunk_size, jit_compile,
-        posterior_samples) -> (estimate [N], diagnostics {name: [N]})
+    run(spec, model, x, num_samples, seed, context) -> (estimate [N], diagnostics {name: [N]})
+
+(``context``: ``estimators.estimator.Context`` with the proposal, chunk size, compile mode and
+exact posterior samples).
 
 **Method specs.** A method with options is named by a spec string, ``ais`` or
 ``ais:steps=1000,schedule=sigmoid``. ``parse`` checks the name and every option (a ``ValueError``

@@ -91,11 +91,16 @@ def _cell_statistics(key, cell, rng, bootstrap):
         "rmse": np.sqrt(np.mean(errors**2)), "rmse_ci_low": low["rmse"], "rmse_ci_high": high["rmse"],
         "ess": cell["ess"].mean(), "seconds": seconds,
         # log p(x|z) evaluations (a gradient counts as one) per point: the implementation-free cost
-        "evaluations": cell["evaluations"].mean(), "accept": cell["accept"].mean(),
+        "evaluations": _mean(cell, "evaluations"), "accept": _mean(cell, "accept"),
         "samples_per_second": key[2] * num_points / seconds if seconds > 0 else np.nan,
         # The reference's own error bar: the RMS over points of its standard error (0 = exact).
         "truth_se": np.sqrt(np.mean(truth["truth_se"].to_numpy() ** 2)),
     }
+
+
+def _mean(cell, column):
+    """Mean of an optional column (tables from before it existed lack it): NaN when absent."""
+    return cell[column].mean() if column in cell else np.nan
 
 
 def _bootstrap_intervals(errors, truth_se, rng, bootstrap):

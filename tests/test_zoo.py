@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from estimators import data as datasets
-from estimators import zoo
+from estimators import methods, zoo
 from estimators.fingerprint import model_fingerprint
 from estimators.reference import reference_log_marginal
 
@@ -177,10 +177,12 @@ def test_digits_preset_shape():
         assert set(preset) == {"models", "data", "methods", "num_samples", "repeats",
                                "description"}
         assert set(preset["models"]) == set(preset["data"]) == set(zoo.DIGITS_MODELS)
-        assert preset["methods"] == ["naive_mc", "prior_is", "posterior_is", "elbo"]
-        assert preset["num_samples"][0] == 1
-    assert max(full["num_samples"]) >= 2 ** 14
-    assert max(quick["num_samples"]) <= 256
+        importance = methods.preset_default_names()
+        assert preset["methods"][:len(importance)] == importance
+        assert any(m.startswith("ais") for m in preset["methods"])  # AIS at two budgets
+        assert all(preset["num_samples"][m][0] == 1 for m in importance)
+    assert max(full["num_samples"]["posterior_is"]) >= 2 ** 14
+    assert max(quick["num_samples"]["posterior_is"]) <= 256
     from estimators.presets import Preset
     Preset(**full)
 
