@@ -159,7 +159,7 @@ def test_sampled_patterns_match_exp_log_prob_chi_squared(bernoulli_exact):
     """x ~ p(x | z) by the D-pass sampler, 20000 draws at each of 3 z: the 64 pattern counts
     against exp(log p(x | z)), and model.sample's x ~ p(x) against the quadrature p(x).
     One Pearson chi-squared test over all 4 independent tables (dof summed): false-alarm rate
-    1e-3. Power: swapping two pixels' roles (a wrong sampler order) gives p < 1e-100 here."""
+    1e-3. Power: the same draws with two pixels swapped (a sampler that mixes up the order) fail."""
     model, log_p = bernoulli_exact
     z = tf.constant([[0.0], [1.5], [-2.0]], tf.float64)
     draws = sampling.sample(model.likelihood(z), [20000], tf.constant([7, 1], tf.int64)).numpy()
@@ -279,6 +279,11 @@ def test_bad_networks_are_rejected():
         InfiniteMixture(net, 3, "autoregressive_bernoulli")
     with pytest.raises(ValueError, match="min_scale"):
         InfiniteMixture(ConditionalMADE(4, 2, (8,), 2), 2, "autoregressive_gaussian", min_scale=0)
+    with pytest.raises(ValueError, match="not log_scale"):
+        InfiniteMixture(ConditionalMADE(4, 2, (8,), 2), 2, "autoregressive_gaussian",
+                        log_scale=tf.Variable(tf.zeros([4])))
+    with pytest.raises(ValueError, match="z has last dimension 3"):
+        net(np.zeros((1, 4)), np.zeros((1, 3)))
     with pytest.raises(ValueError, match="activation"):
         ConditionalMADE(4, 2, (8,), activation="sine")
 

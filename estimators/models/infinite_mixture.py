@@ -54,6 +54,9 @@ class InfiniteMixture(LatentVariableModel):
         self.likelihood_kind = likelihood
         self.dtype = tf.as_dtype(dtype)
         if likelihood in AUTOREGRESSIVE_KINDS:
+            if log_scale is not None:
+                raise ValueError(f"{likelihood} takes its scales from the network; pass "
+                                 "min_scale= for their floor, not log_scale=")
             self._init_autoregressive(decoder, data_dim, min_scale)
             return
         self.heteroscedastic = likelihood == "gaussian" and scale is None and log_scale is None

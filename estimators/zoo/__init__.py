@@ -133,11 +133,12 @@ def latent_usage(model, x, log_p, threshold=ACTIVE_KL_THRESHOLD):
                     the component at the prior mean. Large for an independent-pixel decoder (the
                     image is in z); small when an autoregressive decoder explains x by itself.
     """
-    q = model.amortized_posterior(model.check_data(x))
+    x = model.check_data(x)
+    q = model.amortized_posterior(x)
     mu, sigma = np.asarray(q.mean(), np.float64), np.asarray(q.stddev(), np.float64)
     kl = np.mean(0.5 * (mu ** 2 + sigma ** 2 - 1.0) - np.log(sigma), axis=0)
     z0 = tf.zeros([len(mu), model.latent_dim], model.dtype)
-    log_p_at_mean = np.asarray(model.likelihood(z0).log_prob(model.check_data(x)), np.float64)
+    log_p_at_mean = np.asarray(model.likelihood(z0).log_prob(x), np.float64)
     return dict(kl_per_dim=[float(v) for v in kl], active_dims=int(np.sum(kl > threshold)),
                 active_threshold_nats=threshold, rate=float(np.sum(kl)),
                 log_p_given_prior_mean=float(np.mean(log_p_at_mean)),
