@@ -393,8 +393,13 @@ def _compute_cell(cell, warmed):
                                jit_compile=jit_compile, return_diagnostics=True,
                                posterior_samples=latents, **options)
         nan = np.full(int(x.shape[0]), np.nan)  # materialised: the work is finished
-        return log_p.numpy(), {k: np.asarray(diag[k], np.float64) if k in diag else nan
-                               for k in DIAGNOSTICS}
+        diagnostics = {k: np.asarray(diag[k], np.float64) if k in diag else nan
+                       for k in DIAGNOSTICS}
+        # A method whose cost is random (smc: its number of stages) counts it per point.
+        diagnostics["evaluations"] = (
+            np.asarray(diag["evaluations"], np.float64) if "evaluations" in diag
+            else np.full(nan.shape, float(cell.spec.evaluations(num_samples))))
+        return log_p.numpy(), diagnostics
 
     mode = cell.jit_compile
     if mode == PER_METHOD:
@@ -420,8 +425,7 @@ def _compute_cell(cell, warmed):
             "repeat": np.repeat(np.arange(call_index * b, (call_index + 1) * b), n),
             "point": np.tile(np.arange(n), b),
             "estimate": log_p.astype(np.float64), "truth": np.tile(truth, b),
-            "truth_se": np.tile(truth_se, b), **diagnostics, "seconds": seconds,
-            "evaluations": float(cell.spec.evaluations(cell.num_samples))}))
+            "truth_se": np.tile(truth_se, b), **diagnostics, "seconds": seconds}))
     record = {"model": state.name, "method": cell.method, "num_samples": cell.num_samples,
               "compile_seconds": compile_seconds, "chunk_size": cell.chunk_size,
               "repeats_per_call": b, "fingerprint": cell.fingerprint, "settings": cell.settings,
