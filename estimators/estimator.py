@@ -86,14 +86,14 @@ def estimate(model, x, method, num_samples, *, seed, proposal=None, chunk_size=N
     return (result, diagnostics) if return_diagnostics else result
 
 
-def compile_options(method, num_samples):
+def compile_options(method, num_samples, chunk_size=DEFAULT_CHUNK_SIZE):
     """Keyword arguments for ``estimate`` that, with x's shape and the chunk size, pick the
     compiled function a ``return_diagnostics=True`` call at M = ``num_samples`` runs (e.g. the
     capacity of k-hat's running top, which grows with M). A call at a smaller M with the same
     options runs the same function: the sweep's untimed warm-up uses this."""
     spec = methods.parse(method)
     hook = getattr(importlib.import_module(spec.method.module), "compile_options", None)
-    return hook(spec, int(num_samples)) if hook else {}
+    return hook(spec, int(num_samples), int(chunk_size)) if hook else {}
 
 
 def _check_num_samples(num_samples):

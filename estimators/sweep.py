@@ -385,7 +385,7 @@ def _compute_cell(cell, warmed):
 
     # The options that pick the compiled function besides the shapes (k-hat's running top grows
     # with M): the warm-up uses them too, so it compiles what the timed calls run.
-    options = compile_options(cell.method, cell.num_samples)
+    options = compile_options(cell.method, cell.num_samples, cell.chunk_size)
 
     def call(num_samples, seed, jit_compile):
         log_p, diag = estimate(state.model, x, cell.method, num_samples, seed=seed,

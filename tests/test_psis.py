@@ -140,7 +140,7 @@ def test_khat_recovers_a_known_tail_index(k):
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
 def test_streaming_top_gives_the_same_khat_as_sorting_every_weight(chunk):
     log_w = fixed_log_weights("student_t", 1000, columns=5, seed=3)
-    top = tf.sort(tf.constant(log_w.T), axis=1, direction="DESCENDING")[:, :pareto.capacity(1000)]
+    top = tf.sort(tf.constant(log_w.T), axis=1, direction="DESCENDING")[:, :pareto.tail_size(1000) + 1]
     whole = pareto.pareto_tail(top, 1000)
     streamed = streamed_tail(log_w, chunk)
     np.testing.assert_array_equal(streamed.khat.numpy(), whole.khat.numpy())
@@ -152,8 +152,11 @@ def test_tail_size_minimum_and_capacity():
     assert pareto.MIN_SAMPLES == methods.PSIS_MIN_SAMPLES == 21
     for m in (21, 22, 100, 1000, 4096, 10**6):
         assert pareto.capacity(m) >= pareto.tail_size(m) + 1
+        assert pareto.capacity(m, 256) >= 256
     assert pareto.capacity(20) == 0
-    assert len({pareto.capacity(m) for m in range(256, 4097)}) == 3  # few compiled functions
+    assert [pareto.capacity(m) for m in (21, 100, 4096)] == [8, 32, 256]
+    assert {pareto.capacity(m, 256) for m in range(21, 7226)} == {256}  # one compiled function
+    assert pareto.capacity(7226, 256) == 512
 
 
 def test_no_tail_to_fit_gives_nan_and_leaves_the_weights_alone():
@@ -194,13 +197,16 @@ def test_plain_calls_keep_no_running_top_and_capacities_share_functions():
         estimate(model, x, "naive_mc", m, seed=m)
     capacities = {key[-1] for key in model_cache(model, "importance")}
     assert capacities == {0}  # no diagnostics: no top, one function for every M
-    for m in (300, 400, 256):  # capacity 64 for all three (tail sizes 52, 60, 52)
+    for m in (21, 300, 5000):  # capacity 256 (the chunk size) for all three
         estimate(model, x, "naive_mc", m, seed=m, return_diagnostics=True)
     # The sweep's warm-up: a smaller M with the same options runs the same function.
-    estimate(model, x, "naive_mc", 21, seed=0, return_diagnostics=True,
-             **importance.compile_options(methods.parse("naive_mc"), 300))
-    fn = importance.compiled_estimator(model, "naive_mc", None, 256, True, 64)
-    assert fn.experimental_get_tracing_count() == 1
+    options = importance.compile_options(methods.parse("naive_mc"), 8000, 256)
+    assert options == {"tail_capacity": 512}
+    estimate(model, x, "naive_mc", 4, seed=0, return_diagnostics=True, **options)
+    estimate(model, x, "naive_mc", 8000, seed=0, return_diagnostics=True)
+    for capacity in (256, 512):
+        fn = importance.compiled_estimator(model, "naive_mc", None, 256, True, capacity)
+        assert fn.experimental_get_tracing_count() == 1
 
 
 def test_psis_has_no_larger_rmse_than_posterior_is_on_heavy_tails():

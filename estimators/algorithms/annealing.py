@@ -53,7 +53,8 @@ def run(spec, model, x, num_chains, seed, context, reverse=False):
     start = resolve_start(spec, model, context)
     posterior = checked_posterior(model, x, spec.name, context.proposal) if start == "posterior" else None
     given = context.posterior_samples is not None
-    capacity = resolve_tail_capacity(num_chains, context.tail_capacity) if context.diagnostics else 0
+    capacity = (resolve_tail_capacity(num_chains, context.chunk_size, context.tail_capacity)
+                if context.diagnostics else 0)
     fn = compiled_annealer(model, spec, posterior, reverse, given, context.chunk_size,
                            context.jit_compile, capacity)
     args = (x, tf.constant(num_chains, tf.int32), tf.constant(options["steps"], tf.int32), seed)
@@ -66,10 +67,12 @@ def run(spec, model, x, num_chains, seed, context, reverse=False):
     return log_mean_w, diagnostics
 
 
-def compile_options(spec, num_chains):
+def compile_options(spec, num_chains, chunk_size):
     """The ``estimate`` keywords that pick the compiled function of a diagnostics call with K
     chains (the capacity of k-hat's running top; see ``estimator.compile_options``)."""
-    return {"tail_capacity": pareto.capacity(num_chains)} if num_chains >= pareto.MIN_SAMPLES else {}
+    if num_chains < pareto.MIN_SAMPLES:
+        return {}
+    return {"tail_capacity": pareto.capacity(num_chains, chunk_size)}
 
 
 def resolve_start(spec, model, context):

@@ -18,9 +18,9 @@ tensor, with a running (max, sum-exp) logsumexp: memory is flat in M and one com
 serves every M (the number of samples is a tensor argument, never a Python constant).
 
 k-hat needs the S + 1 largest log weights (S = ceil(min(M/5, 3 sqrt(M)))): the loop keeps a
-running top of a fixed capacity (``pareto.capacity``: the next power of two >= S + 1) only when
-diagnostics are asked for or the method needs it (psis), so a plain call pays nothing for it; one
-compiled function then serves every M of a capacity. Other importance-sampling methods (psis,
+running top of a fixed capacity (``pareto.capacity``: the next power of two >= S + 1 and >= the
+chunk size) only when diagnostics are asked for or the method needs it (psis), so a plain call
+pays nothing for it; one compiled function then serves every M of a capacity. Other importance-sampling methods (psis,
 defensive_is, jackknife_iwae) reuse this loop through a ``Variant``: their own log weights, an
 extra streamed statistic, or their own finish.
 """
@@ -49,7 +49,7 @@ def run(spec, model, x, num_samples, seed, context, variant=None):
     reports_khat = spec.name != "elbo"
     capacity = 0
     if variant.needs_tail or (context.diagnostics and reports_khat):
-        capacity = resolve_tail_capacity(num_samples, context.tail_capacity)
+        capacity = resolve_tail_capacity(num_samples, context.chunk_size, context.tail_capacity)
     fn = compiled_estimator(model, spec, posterior, context.chunk_size, context.jit_compile,
                             capacity, variant)
     log_p, diagnostics = fn(x, tf.constant(num_samples, tf.int32), seed, q)
@@ -58,12 +58,13 @@ def run(spec, model, x, num_samples, seed, context, variant=None):
     return log_p, diagnostics
 
 
-def resolve_tail_capacity(num_samples, given=None):
+def resolve_tail_capacity(num_samples, chunk_size, given=None):
     """The running top's size for M samples: ``given`` (checked: >= S + 1), else the default
-    ``pareto.capacity(M)``: 0 below ``pareto.MIN_SAMPLES``, where k-hat is not defined (with a
-    ``given`` capacity the top is kept anyway, and k-hat comes out NaN: one compiled function)."""
+    ``pareto.capacity(M, chunk_size)``: 0 below ``pareto.MIN_SAMPLES``, where k-hat is not
+    defined (with a ``given`` capacity the top is kept anyway and k-hat comes out NaN, so a
+    warm-up call at a small M compiles the function a larger M runs)."""
     if given is None:
-        return pareto.capacity(num_samples)
+        return pareto.capacity(num_samples, chunk_size)
     need = pareto.tail_size(num_samples) + 1
     if given < need:
         raise ValueError(f"tail_capacity = {given} is too small for M = {num_samples}: k-hat "
@@ -71,12 +72,12 @@ def resolve_tail_capacity(num_samples, given=None):
     return int(given)
 
 
-def compile_options(spec, num_samples):
+def compile_options(spec, num_samples, chunk_size):
     """The ``estimate`` keywords that pick the compiled function a diagnostics call at M runs:
     a warm-up call at a smaller M with the same options compiles the same function."""
     if spec.name == "elbo" or num_samples < pareto.MIN_SAMPLES:
         return {}
-    return {"tail_capacity": pareto.capacity(num_samples)}
+    return {"tail_capacity": pareto.capacity(num_samples, chunk_size)}
 
 
 def check_event(model, q, what):

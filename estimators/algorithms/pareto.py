@@ -21,7 +21,8 @@ Zhang & Stephens: with m = 30 + floor(sqrt(n)) grid points j = 1..m,
 as ArviZ's ``psislw`` and loo's ``gpdfit`` compute it (grid weights below 10 eps are dropped).
 
 Streaming: only the S + 1 largest log weights matter, so the estimators keep a running top of
-fixed ``capacity`` >= S + 1 across chunks (``update_top``): memory is flat in M. The PSIS estimate
+fixed ``capacity`` >= S + 1 across chunks (``update_top``): memory is flat in M (up to the
+O(sqrt(M)) top itself). The PSIS estimate
 also needs the sum of the weights outside the tail; it is *added up* (``update_top_and_rest``:
 each weight that leaves the running top joins a running sum), never taken as the total minus the
 tail, which cancels catastrophically when one weight dominates. Everything after the chunk loop
@@ -64,12 +65,14 @@ def _min_samples():
 MIN_SAMPLES = _min_samples()  # 21: the smallest M with a tail of MIN_TAIL weights
 
 
-def capacity(num_samples):
-    """Size of the running top for M samples: 0 when M < MIN_SAMPLES (no fit), else the next
-    power of two >= S + 1, at least 8 (so a handful of compiled functions serve every M)."""
+def capacity(num_samples, chunk_size=1):
+    """Size of the running top for M samples drawn ``chunk_size`` at a time: 0 when
+    M < MIN_SAMPLES (no fit), else the next power of two >= max(S + 1, chunk size, 8). Each
+    chunk is merged with the top, so a top smaller than a chunk saves little; at this size one
+    compiled function serves every M up to about (chunk size)^2 / 9 (the default 256: M <= 7225)."""
     if num_samples < MIN_SAMPLES:
         return 0
-    return max(8, 1 << tail_size(num_samples).bit_length())
+    return max(8, 1 << (max(tail_size(num_samples) + 1, chunk_size) - 1).bit_length())
 
 
 def empty_top(n, size, dtype):
