@@ -205,6 +205,11 @@ def error_time_figure(summary, methods):
 
 def error_evaluations_figure(summary, methods):
     frame = summary[summary["evaluations"] > 0]
+    if frame.empty:  # results from before evaluations were recorded
+        figure, ax = plt.subplots(figsize=(4, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "these results record no evaluation counts", ha="center", va="center")
+        return figure
     return _facets(frame, methods, "evaluations", "rmse", "rmse_ci_low", "rmse_ci_high",
                    floor=ROUNDOFF_BIAS, ref_power=-0.5,
                    xlabel="evaluations of log p(x|z) per point", ylabel="RMSE of log p̂ (nats)")
