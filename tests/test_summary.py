@@ -176,13 +176,14 @@ def test_no_real_error_is_nothing_to_warn_about():
 
 
 def test_report_shows_the_diagnostics_when_there_are_khats(tmp_path):
-    from estimators.report import KHAT_FIGURE, write_report
+    from estimators.report import FIGURES, KHAT_FIGURE, write_report
     df = diagnostic_frame()
     written = write_report(df, tmp_path)
     assert KHAT_FIGURE in written and (tmp_path / KHAT_FIGURE).stat().st_size > 1000
     text = (tmp_path / "report.md").read_text()
     assert "## Diagnostics against the error" in text and "could not have warned" in text
-    assert (tmp_path / "report.html").read_text().count("data:image/png;base64,") == 5
+    # every standard figure and the k-hat figure, embedded
+    assert (tmp_path / "report.html").read_text().count("data:image/png;base64,") == len(FIGURES) + 1
     # Without k-hat values there is no such section.
     write_report(df.assign(khat=np.nan), tmp_path / "plain")
     assert not (tmp_path / "plain" / KHAT_FIGURE).exists()
