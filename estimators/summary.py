@@ -34,6 +34,8 @@ in neither share.
 import numpy as np
 import pandas as pd
 
+from estimators.methods import PSIS_MIN_SAMPLES
+
 CELL = ["model", "method", "num_samples"]
 PAIR = ["model", "method"]
 BOOTSTRAP_SAMPLES = 1000
@@ -130,10 +132,12 @@ def _compile_table(df):
 # --------------------------------------------------------------------------- diagnostics vs error
 
 def khat_threshold(num_samples):
-    """min(1 - 1/log10 M, 0.7): above it k-hat says the weights' tail is too heavy for M."""
+    """min(1 - 1/log10 M, 0.7): above it k-hat says the weights' tail is too heavy for M
+    (NaN below M = 21, where k-hat is not defined)."""
     m = np.asarray(num_samples, np.float64)
     with np.errstate(divide="ignore"):
-        return np.minimum(1.0 - 1.0 / np.log10(m), KHAT_LIMIT)
+        threshold = np.minimum(1.0 - 1.0 / np.log10(m), KHAT_LIMIT)
+    return np.where(m >= PSIS_MIN_SAMPLES, threshold, np.nan)
 
 
 def flag_estimates(df):
