@@ -206,7 +206,8 @@ def list_():
     for row in registry.table():
         console.print(f"  [bold]{row['method']}[/bold]: {row['description']}", highlight=False,
                       soft_wrap=True)
-        console.print(f"      returns {row['returns']}, a {row['bound']}; num_samples counts "
+        bound = "no bound" if row["bound"] == registry.NO_BOUND else f"a {row['bound']}"
+        console.print(f"      returns {row['returns']}, {bound}; num_samples counts "
                       f"{row['num_samples']}; cost per point {row['cost']}; needs "
                       f"{row['needs']}", highlight=False, soft_wrap=True)
         if row["options"] != "-":

@@ -56,14 +56,15 @@ def estimate(model, x, method, num_samples, *, seed, proposal=None, chunk_size=N
 
     ``method``: a name or spec from ``estimators.methods`` (``estimators list`` shows them);
     ``**options`` set the method's options. ``num_samples``: M samples for importance sampling,
-    K chains for AIS and BDMC. ``proposal``: a distribution over z for ``prior_is``; a callable
-    x -> distribution over z for the methods that use q(z|x). ``posterior_samples``: exact draws
-    z ~ p(z|x) [N, d] for ``bdmc`` on a model without an exact posterior. ``seed``: an int or a
-    [2] stateless seed; same seed, same numbers. With ``return_diagnostics=True`` returns
-    (estimate, {name: [N]}): the Kish ``ess`` for every method, the Pareto ``khat`` of the
-    importance weights (NaN where M < 21; not for the ELBO), plus per-method diagnostics
-    (``accept`` and ``step_size`` for AIS). ``tail_capacity``: the size of the running top of log
-    weights that k-hat needs (default: the next power of two >= its tail size + 1; see
+    K chains for AIS and BDMC, K particles for SMC. ``proposal``: a distribution over z for
+    ``prior_is``; a callable x -> distribution over z for the methods that use q(z|x).
+    ``posterior_samples``: exact draws z ~ p(z|x) [N, d] for ``bdmc`` on a model without an
+    exact posterior. ``seed``: an int or a [2] stateless seed; same seed, same numbers. With
+    ``return_diagnostics=True`` returns (estimate, {name: [N]}): the Kish ``ess`` for every
+    method, the Pareto ``khat`` of the importance weights (NaN where M < 21; not for the ELBO),
+    plus per-method diagnostics (``accept`` and ``step_size`` for AIS; ``accept``, ``stages``
+    and ``evaluations`` for SMC). ``tail_capacity``: the size of the running top of log weights
+    that k-hat needs (default: the next power of two >= its tail size + 1; see
     ``compile_options``). ``ValueError`` where M is below the method's minimum (psis: 21).
     """
     spec = methods.parse(method, **options)

@@ -179,7 +179,8 @@ def test_digits_preset_shape():
         assert set(preset["models"]) == set(preset["data"]) == set(zoo.DIGITS_MODELS)
         importance = methods.preset_default_names()
         assert preset["methods"][:len(importance)] == importance
-        assert any(m.startswith("ais") for m in preset["methods"])  # AIS at two budgets
+        assert {"ais:steps=50", "ais:steps=200", "smc:target_ess=0.9"} <= set(preset["methods"])
+        assert set(preset["num_samples"]) == set(preset["methods"])
         assert all(preset["num_samples"][m][0] == 1 for m in importance)
     assert max(full["num_samples"]["posterior_is"]) >= 2 ** 14
     assert max(quick["num_samples"]["posterior_is"]) <= 256
