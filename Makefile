@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine:
 #   make run   - create/update .venv, install, run the default comparison into reports/default/
-#   make test  - create/update .venv, install, run the tests (make lint: ruff check)
+#   make test  - create/update .venv, install, run the tests (make lint: ruff check + format check)
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -27,6 +27,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench-check: install
 	$(BIN)/asv check --python=same

@@ -8,6 +8,7 @@ naive MC's rate of log p(x|z) evaluations to AIS's (each AIS evaluation includes
 forward passes): lower is better, and about 3-4 means AIS runs near the same fraction of the
 machine's peak as naive MC.
 """
+
 import time
 
 from estimators import methods as registry
@@ -24,6 +25,7 @@ _cache = {}
 def _model_and_data(name):
     if name not in _cache:
         from estimators import load_data, load_model
+
         _cache[name] = (load_model(name), load_data(name, "test")[:NUM_POINTS])
     return _cache[name]
 
@@ -41,20 +43,24 @@ class TimeAIS:
 
     def setup(self, model, method):
         from estimators import estimate
+
         self.model, self.x = _model_and_data(model)
         estimate(self.model, self.x, method, CHAINS, seed=0, steps=2)
 
     def time_ais(self, model, method):
         from estimators import estimate
+
         estimate(self.model, self.x, method, CHAINS, seed=0).numpy()
 
 
 def _rate(model, x, method, num_samples):
     """Evaluations of log p(x|z) per second, over all points (best of 3 warm calls)."""
     from estimators import estimate
+
     estimate(model, x, method, num_samples, seed=0).numpy()
-    best = min(_timed(lambda: estimate(model, x, method, num_samples, seed=1).numpy())
-               for _ in range(3))
+    best = min(
+        _timed(lambda: estimate(model, x, method, num_samples, seed=1).numpy()) for _ in range(3)
+    )
     return registry.parse(method).evaluations(num_samples) * x.shape[0] / best
 
 

@@ -9,6 +9,7 @@ or ``estimators report`` must not pay for loading TensorFlow (docs/architecture.
 file before any submodule. ``from estimators import estimate`` works as usual. (The estimator
 lives in ``estimators.estimator``: a submodule named ``estimate`` would shadow the function.)
 """
+
 import importlib
 
 _EXPORTS = {

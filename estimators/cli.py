@@ -16,6 +16,7 @@ width) when stdout is not one (CI logs, pipes). Exit codes: bad names or argumen
 stderr and 2; unreadable or mismatched results, one line and 1; a failure inside the library,
 its traceback and 1.
 """
+
 import time
 from pathlib import Path
 
@@ -30,8 +31,12 @@ from estimators.manifests import available_models, manifest
 from estimators.results import ResultsError, load_results
 from estimators.tables import format_value, plain_table
 
-app = typer.Typer(help="Bias, variance and speed of Monte Carlo estimators of log p(x).",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Bias, variance and speed of Monte Carlo estimators of log p(x).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 console = Console()
 errors = Console(stderr=True)
 
@@ -87,22 +92,29 @@ def run(
     preset: str = typer.Option("default", help="preset name (see `estimators list`)"),
     quick: bool = typer.Option(False, help="shrink the preset to a smoke run of seconds"),
     models: str | None = typer.Option(None, help="comma-separated subset of the preset's models"),
-    methods: str | None = typer.Option(None, help="comma-separated methods (default: the preset's)"),
+    methods: str | None = typer.Option(
+        None, help="comma-separated methods (default: the preset's)"
+    ),
     num_samples: str | None = typer.Option(None, help="comma-separated M values, e.g. 1,4,16"),
-    repeats: int | None = typer.Option(None, min=2, help="repeats per cell (default: the preset's)"),
+    repeats: int | None = typer.Option(
+        None, min=2, help="repeats per cell (default: the preset's)"
+    ),
     seed: int = typer.Option(0, help="the sweep's seed; every cell's stream is split from it"),
     out: Path | None = typer.Option(None, help="output folder [default: reports/PRESET]"),
     quiet: bool = typer.Option(False, help="no progress bar"),
-    xla: bool | None = typer.Option(None, "--xla/--no-xla",
-                                       help="XLA or graph mode [default: XLA on GPU, graph on CPU]"),
+    xla: bool | None = typer.Option(
+        None, "--xla/--no-xla", help="XLA or graph mode [default: XLA on GPU, graph on CPU]"
+    ),
     verbose: bool = typer.Option(False, help="show TensorFlow's native start-up logging"),
 ):
     """Sweep a preset's models x methods x M, then write the report. Rerun to resume; a rerun
     with fewer models, methods or M keeps the folder's other finished cells in its report."""
     method_list, sample_list = _method_specs(methods), _integers(num_samples)
     if preset not in presets.PRESETS:
-        _fail(f"unknown preset {preset!r}; choose from {', '.join(sorted(presets.PRESETS))}",
-              USAGE_ERROR)
+        _fail(
+            f"unknown preset {preset!r}; choose from {', '.join(sorted(presets.PRESETS))}",
+            USAGE_ERROR,
+        )
     for method in method_list or []:
         try:
             registry.parse(method)
@@ -112,26 +124,45 @@ def run(
     started = time.perf_counter()
     quiet_tensorflow(verbose)
     try:
-        chosen = presets.select(presets.get_preset(preset, quick=quick), models=_names(models),
-                                methods=method_list, num_samples=sample_list, repeats=repeats)
+        chosen = presets.select(
+            presets.get_preset(preset, quick=quick),
+            models=_names(models),
+            methods=method_list,
+            num_samples=sample_list,
+            repeats=repeats,
+        )
     except presets.UnknownNameError as err:  # bad user input; any other error is the library's
         _fail(str(err), USAGE_ERROR)
     from estimators.report import write_report
     from estimators.sweep import resolve_jit_compile, sweep
+
     jit_compile = resolve_jit_compile("auto" if xla is None else xla)
     console.print(device_line(environment_info(xla=jit_compile)), highlight=False)
     try:
-        df = sweep(chosen.models, chosen.methods, chosen.num_samples, chosen.repeats,
-                   chosen.data, seed, out=out, progress=not quiet, jit_compile=jit_compile,
-                   min_chunk=chosen.min_chunk, metadata={"preset": preset, "quick": quick},
-                   latents=chosen.latents)
+        df = sweep(
+            chosen.models,
+            chosen.methods,
+            chosen.num_samples,
+            chosen.repeats,
+            chosen.data,
+            seed,
+            out=out,
+            progress=not quiet,
+            jit_compile=jit_compile,
+            min_chunk=chosen.min_chunk,
+            metadata={"preset": preset, "quick": quick},
+            latents=chosen.latents,
+        )
     except ResultsError as err:
         _fail(str(err), RESULTS_ERROR)
     except OSError as err:  # e.g. an --out that cannot be created or written
         _fail(f"cannot write results: {err}", RESULTS_ERROR)
     except KeyboardInterrupt:
-        _fail(f"interrupted; finished cells are saved in {out}/cells: rerun the same command to "
-              "resume", 130)
+        _fail(
+            f"interrupted; finished cells are saved in {out}/cells: rerun the same command to "
+            "resume",
+            130,
+        )
     summary = _write_report(df, out, write_report)
     _print_findings(summary)
     console.print(f"report: {out / 'report.html'}  ({time.perf_counter() - started:.1f} s in all)")
@@ -141,6 +172,7 @@ def run(
 def report(results_dir: Path = typer.Argument(..., help="a folder holding results.parquet")):
     """Re-render summary.csv, the figures and report.md/html from saved results."""
     from estimators.report import write_report
+
     summary = _write_report(_load(results_dir), results_dir, write_report)
     _print_findings(summary)
     console.print(f"report: {results_dir / 'report.html'}")
@@ -151,14 +183,20 @@ def compare(
     old_dir: Path = typer.Argument(..., help="baseline results folder"),
     new_dir: Path = typer.Argument(..., help="results folder to check"),
     metric: str = typer.Option("rmse", help="abs_bias | variance | rmse | seconds"),
-    threshold: float = typer.Option(1.5, help="a regression: new/old above this (geometric mean "
-                                              "over M per model x method) ..."),
-    alpha: float = typer.Option(0.01, help="... and significant: the chance that two runs of the "
-                                           "same code flag anything is at most alpha"),
+    threshold: float = typer.Option(
+        1.5, help="a regression: new/old above this (geometric mean over M per model x method) ..."
+    ),
+    alpha: float = typer.Option(
+        0.01,
+        help="... and significant: the chance that two runs of the "
+        "same code flag anything is at most alpha",
+    ),
     atol: float = typer.Option(1e-6, help="ignore cells where both runs are below this"),
-    output_format: str = typer.Option("table", "--format",
-                                      help="table (rich on a terminal, plain text otherwise) | "
-                                           "markdown | csv | json"),
+    output_format: str = typer.Option(
+        "table",
+        "--format",
+        help="table (rich on a terminal, plain text otherwise) | markdown | csv | json",
+    ),
     fail_on_regression: bool = typer.Option(False, help="exit 1 when the metric regresses"),
 ):
     """Side-by-side bias, variance, RMSE and time of two runs, with new/old ratios; flags the
@@ -169,11 +207,15 @@ def compare(
     if metric not in METRICS:
         _fail(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}", USAGE_ERROR)
     if output_format not in COMPARE_FORMATS:
-        _fail(f"unknown format {output_format!r}; choose from {', '.join(COMPARE_FORMATS)}",
-              USAGE_ERROR)
+        _fail(
+            f"unknown format {output_format!r}; choose from {', '.join(COMPARE_FORMATS)}",
+            USAGE_ERROR,
+        )
     if not threshold >= 1 or not 0 < alpha < 1:
-        _fail(f"--threshold must be >= 1 and --alpha in (0, 1); got {threshold} and {alpha}",
-              USAGE_ERROR)
+        _fail(
+            f"--threshold must be >= 1 and --alpha in (0, 1); got {threshold} and {alpha}",
+            USAGE_ERROR,
+        )
     old, new = _load(old_dir), _load(new_dir)
     try:
         result = compare_runs(old, new, metric, threshold=threshold, alpha=alpha, atol=atol)
@@ -182,6 +224,7 @@ def compare(
     title = f"{old_dir} -> {new_dir}"
     if output_format == "table" and console.is_terminal:
         from estimators.comparison import cell_table, conclusion, pair_table
+
         _print_table(title, cell_table(result))
         _print_table(f"{METRICS[metric]} per model x method", pair_table(result))
         for line in conclusion(result):
@@ -197,19 +240,31 @@ def list_():
     """Presets, methods and the shipped trained models."""
     import pandas as pd
 
-    _print_table("presets (estimators run --preset NAME)", pd.DataFrame(
-        [(name, presets.describe(name)) for name in sorted(presets.PRESETS)],
-        columns=["preset", "description"]))
+    _print_table(
+        "presets (estimators run --preset NAME)",
+        pd.DataFrame(
+            [(name, presets.describe(name)) for name in sorted(presets.PRESETS)],
+            columns=["preset", "description"],
+        ),
+    )
     # Methods as plain lines: their descriptions and options do not fit a table's columns.
-    console.print("\nmethods (--methods a,b; with options as a spec: ais:steps=1000,schedule=linear)",
-                  style="italic", highlight=False)
+    console.print(
+        "\nmethods (--methods a,b; with options as a spec: ais:steps=1000,schedule=linear)",
+        style="italic",
+        highlight=False,
+    )
     for row in registry.table():
-        console.print(f"  [bold]{row['method']}[/bold]: {row['description']}", highlight=False,
-                      soft_wrap=True)
+        console.print(
+            f"  [bold]{row['method']}[/bold]: {row['description']}", highlight=False, soft_wrap=True
+        )
         bound = "no bound" if row["bound"] == registry.NO_BOUND else f"a {row['bound']}"
-        console.print(f"      returns {row['returns']}, {bound}; num_samples counts "
-                      f"{row['num_samples']}; cost per point {row['cost']}; needs "
-                      f"{row['needs']}", highlight=False, soft_wrap=True)
+        console.print(
+            f"      returns {row['returns']}, {bound}; num_samples counts "
+            f"{row['num_samples']}; cost per point {row['cost']}; needs "
+            f"{row['needs']}",
+            highlight=False,
+            soft_wrap=True,
+        )
         if row["options"] != "-":
             console.print(f"      options: {row['options']}", highlight=False, soft_wrap=True)
     console.print()
@@ -217,28 +272,43 @@ def list_():
     for name in available_models():  # plain JSON manifests: no TensorFlow
         info = manifest(name)
         results = info.get("results", {})
-        rows.append((name, str(info.get("data", "?")), results.get("test_log_p", float("nan")),
-                     results.get("test_elbo", float("nan"))))
-    _print_table("trained models (estimators.load_model(NAME); the digits preset)", pd.DataFrame(
-        rows, columns=["model", "data", "test log p(x)", "test ELBO"]))
+        rows.append(
+            (
+                name,
+                str(info.get("data", "?")),
+                results.get("test_log_p", float("nan")),
+                results.get("test_elbo", float("nan")),
+            )
+        )
+    _print_table(
+        "trained models (estimators.load_model(NAME); the digits preset)",
+        pd.DataFrame(rows, columns=["model", "data", "test log p(x)", "test ELBO"]),
+    )
 
 
 # --------------------------------------------------------------------------- train
 
+
 @app.command()
 def train(
     name: str = typer.Argument(..., help="zoo model to (re)train, e.g. digits-gaussian-d8"),
-    out: Path | None = typer.Option(None, help="folder for NAME.npz + NAME.json "
-                                       "(default: the package's zoo, replacing the shipped files)"),
+    out: Path | None = typer.Option(
+        None,
+        help="folder for NAME.npz + NAME.json "
+        "(default: the package's zoo, replacing the shipped files)",
+    ),
     epochs: int | None = typer.Option(None, help="maximum epochs (default: the recipe's)"),
     seed: int | None = typer.Option(None, help="training seed (default: the recipe's)"),
-    evaluate: bool = typer.Option(True, help="score the trained model (test ELBO, reference log p)"),
+    evaluate: bool = typer.Option(
+        True, help="score the trained model (test ELBO, reference log p)"
+    ),
     quiet: bool = typer.Option(False, help="no progress bar"),
     verbose: bool = typer.Option(False, help="show TensorFlow's native start-up logging"),
 ):
     """Fit a zoo model's decoder and encoder from its recipe and save them for reuse."""
     quiet_tensorflow(verbose)
     from estimators.train import RECIPES, train_named
+
     if name not in RECIPES:
         _fail(f"unknown model {name!r}; trainable: {', '.join(sorted(RECIPES))}", USAGE_ERROR)
     if epochs is not None and epochs <= 0:
@@ -253,6 +323,7 @@ def train(
 
 # --------------------------------------------------------------------------- helpers
 
+
 def _load(folder):
     try:
         return load_results(folder)
@@ -262,6 +333,7 @@ def _load(folder):
 
 def _write_report(df, folder, write_report):
     from estimators.summary import summarize
+
     summary = summarize(df)
     write_report(df, folder, summary=summary)
     return summary
@@ -271,13 +343,15 @@ def _print_findings(summary):
     """The verdicts and slopes, for the terminal."""
     from estimators.report import display_names
     from estimators.summary import fit_slopes, verdicts
+
     summary = display_names(summary)
     for model, text in verdicts(summary).items():
         console.print(f"[bold]{model}[/bold]: {text}", highlight=False)
     slopes = fit_slopes(summary)[["model", "method", "variance_slope", "bias_slope", "note"]]
     console.print("\nlog-log slopes against M (upper half of the M range; IS expects -1):")
-    console.print(slopes.to_string(index=False, float_format="{:.2f}".format), highlight=False,
-                  soft_wrap=True)
+    console.print(
+        slopes.to_string(index=False, float_format="{:.2f}".format), highlight=False, soft_wrap=True
+    )
 
 
 def main():

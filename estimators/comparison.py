@@ -43,6 +43,7 @@ machine, a busier one, or a change that slows everything alike) cannot be told f
 two runs: it is reported (``Comparison.time_shift``), not flagged. It needs at least 4 pairs.
 Pure numpy/pandas and scipy: no TensorFlow.
 """
+
 from dataclasses import dataclass
 from math import log
 
@@ -103,9 +104,15 @@ class Comparison:
         return self.alpha / max(1, len(self.pairs))
 
 
-def compare(old: pd.DataFrame, new: pd.DataFrame, metric: str = "rmse",
-            threshold: float = THRESHOLD, alpha: float = ALPHA, atol: float = ATOL,
-            seed: int = SEED) -> Comparison:
+def compare(
+    old: pd.DataFrame,
+    new: pd.DataFrame,
+    metric: str = "rmse",
+    threshold: float = THRESHOLD,
+    alpha: float = ALPHA,
+    atol: float = ATOL,
+    seed: int = SEED,
+) -> Comparison:
     """Compare two runs' tidy results tables (see the module docstring).
 
     ValueError for an unknown metric or a bad threshold / alpha; ResultsError when the runs share
@@ -123,19 +130,33 @@ def compare(old: pd.DataFrame, new: pd.DataFrame, metric: str = "rmse",
         raise ResultsError("the two runs share no (model, method, num_samples) cell")
     for key in shared:
         if old_cells[key].shape[0] != new_cells[key].shape[0]:
-            raise ResultsError(f"cell {'/'.join(map(str, key))} has "
-                               f"{old_cells[key].shape[0]} data points in the old run and "
-                               f"{new_cells[key].shape[0]} in the new: runs on different data "
-                               "cannot be compared")
+            raise ResultsError(
+                f"cell {'/'.join(map(str, key))} has "
+                f"{old_cells[key].shape[0]} data points in the old run and "
+                f"{new_cells[key].shape[0]} in the new: runs on different data "
+                "cannot be compared"
+            )
     table = pd.DataFrame([_cell_row(key, old_cells[key], new_cells[key]) for key in shared])
-    pairs = [(key, [k for k in shared if k[:2] == key]) for key in dict.fromkeys(k[:2] for k in shared)]
+    pairs = [
+        (key, [k for k in shared if k[:2] == key]) for key in dict.fromkeys(k[:2] for k in shared)
+    ]
     pair_alpha = alpha / len(pairs)
     if metric == "seconds":
         rows = _timing_tests(table, pairs, atol, pair_alpha)
     else:
         rng = np.random.default_rng(seed)
-        rows = [_permutation_test(key, [(old_cells[k], new_cells[k]) for k in keys], metric,
-                                  atol, threshold, pair_alpha, rng) for key, keys in pairs]
+        rows = [
+            _permutation_test(
+                key,
+                [(old_cells[k], new_cells[k]) for k in keys],
+                metric,
+                atol,
+                threshold,
+                pair_alpha,
+                rng,
+            )
+            for key, keys in pairs
+        ]
     verdicts = pd.DataFrame(rows)
     effect = verdicts["relative_ratio"] if metric == "seconds" else verdicts["ratio"]
     verdicts["regression"] = (effect > threshold) & (verdicts["p_value"] <= pair_alpha)
@@ -144,6 +165,7 @@ def compare(old: pd.DataFrame, new: pd.DataFrame, metric: str = "rmse",
 
 
 # --------------------------------------------------------------------------- cells
+
 
 class _Cell:
     """One run's estimates of a cell: estimates [N, R], truths [N], truth SEs [N], seconds."""
@@ -154,8 +176,9 @@ class _Cell:
         self.estimates = np.full((points.size, repeats.size), np.nan)
         self.estimates[point_index, repeat_index] = estimate
         if np.isnan(self.estimates).any():
-            raise ResultsError(f"cell {'/'.join(map(str, key))} lacks some (point, repeat) "
-                               "estimates")
+            raise ResultsError(
+                f"cell {'/'.join(map(str, key))} lacks some (point, repeat) estimates"
+            )
         self.truth = np.empty(points.size)
         self.truth[point_index] = truth
         self.truth_se = np.empty(points.size)
@@ -170,10 +193,13 @@ class _Cell:
 
 def _cells(df):
     """{(model, method, M): _Cell} in the table's order."""
-    columns = {c: df[c].to_numpy() for c in ("point", "repeat", "estimate", "truth", "truth_se",
-                                             "seconds")}
-    return {key: _Cell(key, *(values[rows] for values in columns.values()))
-            for key, rows in df.groupby(CELL, sort=False).indices.items()}
+    columns = {
+        c: df[c].to_numpy() for c in ("point", "repeat", "estimate", "truth", "truth_se", "seconds")
+    }
+    return {
+        key: _Cell(key, *(values[rows] for values in columns.values()))
+        for key, rows in df.groupby(CELL, sort=False).indices.items()
+    }
 
 
 def _cell_row(key, old, new):
@@ -202,6 +228,7 @@ def _metric(name, errors):
 
 # --------------------------------------------------------------------------- accuracy
 
+
 def _permutation_test(key, cells, metric, atol, threshold, pair_alpha, rng):
     """Ratio and permutation p-value of one (model, method) pair; see the module docstring."""
     observed = np.array([[_metric(metric, o.errors), _metric(metric, n.errors)] for o, n in cells])
@@ -218,14 +245,19 @@ def _permutation_test(key, cells, metric, atol, threshold, pair_alpha, rng):
     count = done = 0
     while done < max_permutations:
         batch = FIRST_BATCH if done == 0 else min(max_permutations - done, _batch_size(cells))
-        replicates = np.mean([_relabelled_log_ratios(o, n, metric, atol, batch, rng)
-                              for o, n in cells], axis=0)
+        replicates = np.mean(
+            [_relabelled_log_ratios(o, n, metric, atol, batch, rng) for o, n in cells], axis=0
+        )
         count += int(np.sum(replicates >= statistic - 1e-12))
         done += batch
         if np.exp(statistic) <= threshold or count > max_count:
             break  # not a regression whatever the remaining relabellings say
-    return {**row, "ratio": float(np.exp(statistic)), "p_value": (count + 1) / (done + 1),
-            "permutations": done}
+    return {
+        **row,
+        "ratio": float(np.exp(statistic)),
+        "p_value": (count + 1) / (done + 1),
+        "permutations": done,
+    }
 
 
 def _batch_size(cells):
@@ -241,8 +273,9 @@ def _relabelled_log_ratios(old, new, metric, atol, batch, rng):
     r_old = old.shape[1]
     errors_old = shuffled[..., :r_old] - truth_old[..., None]
     errors_new = shuffled[..., r_old:] - truth_new[..., None]
-    return (np.log(np.maximum(_metric(metric, errors_new), atol))
-            - np.log(np.maximum(_metric(metric, errors_old), atol)))
+    return np.log(np.maximum(_metric(metric, errors_new), atol)) - np.log(
+        np.maximum(_metric(metric, errors_old), atol)
+    )
 
 
 def _null_truths(old, new, batch, rng):
@@ -251,11 +284,14 @@ def _null_truths(old, new, batch, rng):
     if np.array_equal(old.truth, new.truth):
         return old.truth[None], new.truth[None]
     centre = (old.truth + new.truth) / 2
-    return (centre + old.truth_se * rng.standard_normal((batch, centre.size)),
-            centre + new.truth_se * rng.standard_normal((batch, centre.size)))
+    return (
+        centre + old.truth_se * rng.standard_normal((batch, centre.size)),
+        centre + new.truth_se * rng.standard_normal((batch, centre.size)),
+    )
 
 
 # --------------------------------------------------------------------------- timings
+
 
 def _timing_tests(table, pairs, atol, pair_alpha):
     """Ratio, relative ratio and p-value of each pair's mean log time ratio; see the module
@@ -266,8 +302,15 @@ def _timing_tests(table, pairs, atol, pair_alpha):
         used = cells[["seconds_old", "seconds_new"]].max(axis=1) > atol
         logs = np.log(cells.loc[used, "seconds_ratio"].to_numpy(float))
         means.append(float(logs.mean()) if logs.size else 0.0)
-        rows.append({"model": key[0], "method": key[1], "cells": int(used.sum()),
-                     "ratio": float(np.exp(means[-1])), "permutations": 0})
+        rows.append(
+            {
+                "model": key[0],
+                "method": key[1],
+                "cells": int(used.sum()),
+                "ratio": float(np.exp(means[-1])),
+                "permutations": 0,
+            }
+        )
     means = np.array(means)
     shift = float(np.median(means))
     for row, p_value, mean in zip(rows, timing_p_values(means, pair_alpha), means, strict=True):
@@ -318,6 +361,7 @@ def _prediction_p_values(log_ratios, reference):
 
 # --------------------------------------------------------------------------- words
 
+
 def _verdict(row, threshold, pair_alpha):
     effect = getattr(row, "relative_ratio", row.ratio)
     if row.cells == 0:
@@ -350,27 +394,41 @@ def pair_table(result: Comparison) -> pd.DataFrame:
     columns = ["model", "method", "cells", "ratio", "p_value", "verdict"]
     if result.metric == "seconds":
         columns.insert(4, "relative_ratio")
-    return result.pairs[columns].rename(columns={
-        "ratio": f"{label} ratio", "p_value": "p-value", "relative_ratio": "ratio / median pair"})
+    return result.pairs[columns].rename(
+        columns={
+            "ratio": f"{label} ratio",
+            "p_value": "p-value",
+            "relative_ratio": "ratio / median pair",
+        }
+    )
 
 
 def conclusion(result: Comparison) -> list[str]:
     """The lines that say what was found: one per regression, or one saying there is none."""
     label = METRICS[result.metric]
-    test = (f"threshold {result.threshold:g}x; significance {result.pair_alpha:.2g} per pair = "
-            f"alpha {result.alpha:g} over {len(result.pairs)} pairs")
+    test = (
+        f"threshold {result.threshold:g}x; significance {result.pair_alpha:.2g} per pair = "
+        f"alpha {result.alpha:g} over {len(result.pairs)} pairs"
+    )
     lines = []
     if result.time_shift is not None:
-        lines.append(f"every pair's time ratio is judged against the median pair's, "
-                     f"x{result.time_shift:.3g}: a shift all pairs share (machine, load, or a "
-                     "change that slows everything alike) is not tested")
+        lines.append(
+            f"every pair's time ratio is judged against the median pair's, "
+            f"x{result.time_shift:.3g}: a shift all pairs share (machine, load, or a "
+            "change that slows everything alike) is not tested"
+        )
     if result.regressions.empty:
         return lines + [f"no regression in {label} ({test})"]
     for row in result.regressions.itertuples():
-        relative = (f" (x{row.relative_ratio:.3g} relative to the median pair)"
-                    if result.metric == "seconds" else "")
-        lines.append(f"REGRESSION {row.model}/{row.method}: {label} x{row.ratio:.3g}{relative}, "
-                     f"p = {row.p_value:.2g} ({test})")
+        relative = (
+            f" (x{row.relative_ratio:.3g} relative to the median pair)"
+            if result.metric == "seconds"
+            else ""
+        )
+        lines.append(
+            f"REGRESSION {row.model}/{row.method}: {label} x{row.ratio:.3g}{relative}, "
+            f"p = {row.p_value:.2g} ({test})"
+        )
     return lines
 
 
@@ -381,26 +439,45 @@ def render(result: Comparison, fmt: str, title: str = "") -> str:
 
     if fmt == "csv":
         pairs = result.pairs[PAIR + ["ratio", "p_value", "regression", "verdict"]].rename(
-            columns={"ratio": "pair_ratio"})
-        return tables.render(result.cells.merge(pairs, on=PAIR, how="left")
-                             .assign(metric=result.metric), "csv")
+            columns={"ratio": "pair_ratio"}
+        )
+        return tables.render(
+            result.cells.merge(pairs, on=PAIR, how="left").assign(metric=result.metric), "csv"
+        )
     if fmt == "json":
         import json
 
-        return json.dumps({
-            "title": title, "metric": result.metric, "threshold": result.threshold,
-            "alpha": result.alpha, "pair_alpha": result.pair_alpha,
-            "regressions": [f"{r.model}/{r.method}" for r in result.regressions.itertuples()],
-            "pairs": tables.records(result.pairs), "cells": tables.records(result.cells)},
-            indent=2)
+        return json.dumps(
+            {
+                "title": title,
+                "metric": result.metric,
+                "threshold": result.threshold,
+                "alpha": result.alpha,
+                "pair_alpha": result.pair_alpha,
+                "regressions": [f"{r.model}/{r.method}" for r in result.regressions.itertuples()],
+                "pairs": tables.records(result.pairs),
+                "cells": tables.records(result.cells),
+            },
+            indent=2,
+        )
     if fmt not in RENDER_FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(RENDER_FORMATS)}")
     lines = conclusion(result)
     if fmt == "markdown":
         head = [f"### {title}", ""] if title else []
-        return "\n".join(head + [tables.markdown_table(cell_table(result)), "",
-                                 tables.markdown_table(pair_table(result)), ""]
-                         + [f"- {line}" for line in lines])
+        return "\n".join(
+            head
+            + [
+                tables.markdown_table(cell_table(result)),
+                "",
+                tables.markdown_table(pair_table(result)),
+                "",
+            ]
+            + [f"- {line}" for line in lines]
+        )
     head = [title, ""] if title else []
-    return "\n".join(head + [tables.plain_table(cell_table(result)), "",
-                             tables.plain_table(pair_table(result)), ""] + lines)
+    return "\n".join(
+        head
+        + [tables.plain_table(cell_table(result)), "", tables.plain_table(pair_table(result)), ""]
+        + lines
+    )

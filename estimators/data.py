@@ -21,6 +21,7 @@ log P(v) >= E_u[log p((v + u) / 17)] - 64 log 17.
 Every split is fixed: digits are split once by a permutation from ``SPLIT_SEED``; toy sets draw
 train and test from separate seeds.
 """
+
 import re
 
 import numpy as np
@@ -62,8 +63,10 @@ def dataset_name(name):
             return f"{base}-{lik}"
         if base in DATASETS and base in ("pinwheel", "ring") and lik in (None, "gaussian"):
             return base
-    raise ValueError(f"unknown dataset or model name {name!r}; datasets: {', '.join(DATASETS)} "
-                     "(model names add -<likelihood>-d<latent_dim>, e.g. digits-bernoulli-d8)")
+    raise ValueError(
+        f"unknown dataset or model name {name!r}; datasets: {', '.join(DATASETS)} "
+        "(model names add -<likelihood>-d<latent_dim>, e.g. digits-bernoulli-d8)"
+    )
 
 
 def _digits(kind, split):

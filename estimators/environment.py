@@ -6,6 +6,7 @@
 
 TensorFlow is imported inside the functions that need it, so importing this module is free.
 """
+
 import contextlib
 import datetime
 import importlib.metadata
@@ -16,10 +17,24 @@ import sys
 import tempfile
 from pathlib import Path
 
-PACKAGES = ("estimators", "tensorflow", "tensorflow-probability", "numpy", "scipy", "pandas",
-            "pyarrow", "matplotlib", "seaborn")
-RECORDED_ENV_VARS = ("TF_ENABLE_ONEDNN_OPTS", "TF_XLA_FLAGS", "CUDA_VISIBLE_DEVICES",
-                     "OMP_NUM_THREADS", "OPENBLAS_CORETYPE")
+PACKAGES = (
+    "estimators",
+    "tensorflow",
+    "tensorflow-probability",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pyarrow",
+    "matplotlib",
+    "seaborn",
+)
+RECORDED_ENV_VARS = (
+    "TF_ENABLE_ONEDNN_OPTS",
+    "TF_XLA_FLAGS",
+    "CUDA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_CORETYPE",
+)
 # TensorFlow's native (C++) log threshold: 0 all, 1 no INFO, 2 no WARNING, 3 no ERROR. On a
 # machine without a GPU, TensorFlow logs "failed call to cuInit" as an ERROR at start-up.
 QUIET_NATIVE_LOG_LEVEL = "3"
@@ -85,8 +100,9 @@ def environment_info(xla: bool | None = None) -> dict:
         "platform": platform.platform(),
         "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
-        "gpus": [tf.config.experimental.get_device_details(g).get("device_name", g.name)
-                 for g in gpus],
+        "gpus": [
+            tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus
+        ],
         "device": "GPU" if gpus else "CPU",
         "packages": {name: _version(name) for name in PACKAGES},
         "git_commit": _git_commit(),
@@ -104,8 +120,9 @@ def device_line(info: dict) -> str:
         hardware = f"GPU ({', '.join(info['gpus'])})"
     else:
         hardware = f"CPU ({info.get('cpu', '?')}, {info.get('cpu_count', '?')} cores)"
-    mode = {True: "; XLA", False: "; TensorFlow graph mode (no XLA)"}.get(info.get("xla"),
-                                                                           "; XLA or graph mode per method")
+    mode = {True: "; XLA", False: "; TensorFlow graph mode (no XLA)"}.get(
+        info.get("xla"), "; XLA or graph mode per method"
+    )
     return f"device: {hardware}{mode}"
 
 
@@ -129,8 +146,16 @@ def _cpu_name():
 def _git_commit():
     """``git describe --always --dirty`` of the source tree, or None outside a checkout."""
     try:
-        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"],
-                              cwd=Path(__file__).resolve().parent, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+                cwd=Path(__file__).resolve().parent,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None

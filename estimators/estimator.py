@@ -7,6 +7,7 @@ spec options (``estimate(..., "ais", K, seed=0, steps=1000)`` is the same call).
 checked here, once, for every method; the method's own module (``Method.module``, under
 ``estimators.algorithms``) does the sampling in one compiled TensorFlow function.
 """
+
 import importlib
 import logging
 from dataclasses import dataclass
@@ -41,17 +42,30 @@ tf.get_logger().addFilter(_HideRetracingWarning())
 @dataclass(frozen=True)
 class Context:
     """What a method's ``run`` gets besides the model, data, M and seed."""
-    proposal: object = None           # prior_is: a distribution; posterior methods: x -> q(z|x)
+
+    proposal: object = None  # prior_is: a distribution; posterior methods: x -> q(z|x)
     chunk_size: int = DEFAULT_CHUNK_SIZE  # samples (or chains) per chunk of the streaming loop
-    jit_compile: bool = True          # XLA (True) or TensorFlow graph mode (False)
+    jit_compile: bool = True  # XLA (True) or TensorFlow graph mode (False)
     posterior_samples: object = None  # bdmc: z ~ p(z|x) exactly, [N, d]
-    diagnostics: bool = False         # the caller wants the diagnostics (k-hat costs a running top)
-    tail_capacity: int = None         # size of that running top (default: from M; see pareto)
+    diagnostics: bool = False  # the caller wants the diagnostics (k-hat costs a running top)
+    tail_capacity: int = None  # size of that running top (default: from M; see pareto)
 
 
-def estimate(model, x, method, num_samples, *, seed, proposal=None, chunk_size=None,
-             jit_compile=True, return_diagnostics=False, posterior_samples=None,
-             tail_capacity=None, **options):
+def estimate(
+    model,
+    x,
+    method,
+    num_samples,
+    *,
+    seed,
+    proposal=None,
+    chunk_size=None,
+    jit_compile=True,
+    return_diagnostics=False,
+    posterior_samples=None,
+    tail_capacity=None,
+    **options,
+):
     """log p^(x) (or the method's bound) for each row of x [N, D]; returns a Tensor [N].
 
     ``method``: a name or spec from ``estimators.methods`` (``estimators list`` shows them);
@@ -73,15 +87,24 @@ def estimate(model, x, method, num_samples, *, seed, proposal=None, chunk_size=N
     chunk_size = spec.method.default_chunk if chunk_size is None else int(chunk_size)
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}")
-    if tail_capacity is not None and (isinstance(tail_capacity, bool) or tail_capacity <= 0 or
-                                      not isinstance(tail_capacity, (int, np.integer))):
+    if tail_capacity is not None and (
+        isinstance(tail_capacity, bool)
+        or tail_capacity <= 0
+        or not isinstance(tail_capacity, (int, np.integer))
+    ):
         raise ValueError(f"tail_capacity must be a positive integer; got {tail_capacity!r}")
     x = model.check_data(x)
     methods.check_applicable(spec, model, proposal=proposal, posterior_samples=posterior_samples)
     if posterior_samples is not None:
         posterior_samples = _check_posterior_samples(model, x, posterior_samples)
-    context = Context(proposal, chunk_size, bool(jit_compile), posterior_samples,
-                      bool(return_diagnostics), None if tail_capacity is None else int(tail_capacity))
+    context = Context(
+        proposal,
+        chunk_size,
+        bool(jit_compile),
+        posterior_samples,
+        bool(return_diagnostics),
+        None if tail_capacity is None else int(tail_capacity),
+    )
     implementation = importlib.import_module(spec.method.module)
     result, diagnostics = implementation.run(spec, model, x, num_samples, as_seed(seed), context)
     return (result, diagnostics) if return_diagnostics else result
@@ -115,7 +138,9 @@ def _check_posterior_samples(model, x, z):
     z = tf.convert_to_tensor(z, model.dtype)
     want = [int(x.shape[0]), model.latent_dim]
     if z.shape.as_list() != want:
-        raise ValueError(f"posterior_samples must have shape [N, d] = {want}; got {z.shape.as_list()}")
+        raise ValueError(
+            f"posterior_samples must have shape [N, d] = {want}; got {z.shape.as_list()}"
+        )
     if not np.all(np.isfinite(z.numpy())):
         raise ValueError("posterior_samples contains NaN or inf")
     return z

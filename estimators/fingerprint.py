@@ -21,6 +21,7 @@ sweep) or skip their cache (the reference). The cure: give it a ``constructor_ar
 method returning what rebuilds it, or keep its weights in ``tf.Variable``s. A model class must
 declare its own arguments: its constants are invisible otherwise.
 """
+
 import hashlib
 
 import numpy as np
@@ -60,6 +61,7 @@ def declared_arguments(component):
 
 def _update(digest, value, path):
     """Feed ``value`` (found at ``path``, for error messages) into ``digest``."""
+
     def feed(text):
         digest.update(text.encode())
 
@@ -94,13 +96,16 @@ def _update_component(digest, component, path):
     is_module = isinstance(component, tf.Module) and not isinstance(component, LatentVariableModel)
     variables = list(component.variables) if is_module else []
     if arguments is None and (isinstance(component, LatentVariableModel) or not variables):
-        problem = ("its class does not declare constructor_arguments()"
-                   if isinstance(component, LatentVariableModel) else
-                   "it declares no constructor_arguments() and holds no tf.Variable")
+        problem = (
+            "its class does not declare constructor_arguments()"
+            if isinstance(component, LatentVariableModel)
+            else "it declares no constructor_arguments() and holds no tf.Variable"
+        )
         raise FingerprintError(
             f"{path} ({_describe(component)}) cannot be fingerprinted: {problem}, so a change to "
             "it could go unseen; give it a constructor_arguments() method returning what "
-            "rebuilds it, or keep its weights in tf.Variables")
+            "rebuilds it, or keep its weights in tf.Variables"
+        )
     cls = type(component)
     digest.update(f"component:{cls.__module__}.{cls.__qualname__}(".encode())
     if arguments is not None:

@@ -6,6 +6,7 @@
 Each zoo model is ``<name>.json`` (this manifest) beside ``<name>.npz`` (its weights, loaded by
 ``estimators.zoo``). Both ``estimators list`` and ``estimators.zoo`` read manifests here.
 """
+
 import json
 from pathlib import Path
 
@@ -22,6 +23,8 @@ def manifest(name: str, directory: str | Path | None = None) -> dict:
     """The JSON manifest of model ``name``; ValueError naming the available ones if it is absent."""
     path = Path(directory or ZOO_DIR) / f"{name}.json"
     if not path.exists():
-        raise ValueError(f"no model named {name!r} in {path.parent}; available: "
-                         f"{', '.join(available_models(directory)) or 'none'}")
+        raise ValueError(
+            f"no model named {name!r} in {path.parent}; available: "
+            f"{', '.join(available_models(directory)) or 'none'}"
+        )
     return json.loads(path.read_text())

@@ -5,11 +5,17 @@ Kept framework-light on purpose: its weights are plain variables, saved and load
 Inputs may carry any number of leading batch dimensions ([..., in_dim] -> [..., out_dim]);
 they are flattened to one matrix so each layer is a single large matmul (fast on oneDNN/XLA).
 """
+
 import numpy as np
 import tensorflow as tf
 
-ACTIVATIONS = {"tanh": tf.math.tanh, "relu": tf.nn.relu, "softplus": tf.math.softplus,
-               "elu": tf.nn.elu, "linear": tf.identity}
+ACTIVATIONS = {
+    "tanh": tf.math.tanh,
+    "relu": tf.nn.relu,
+    "softplus": tf.math.softplus,
+    "elu": tf.nn.elu,
+    "linear": tf.identity,
+}
 
 
 class MLP(tf.Module):
@@ -18,7 +24,9 @@ class MLP(tf.Module):
     def __init__(self, sizes, activation="tanh", seed=0, dtype=tf.float32, name=None):
         super().__init__(name=name)
         if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
+            raise ValueError(
+                f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}"
+            )
         self.sizes = [int(s) for s in sizes]
         self.activation = activation
         self.dtype = tf.as_dtype(dtype)
@@ -70,5 +78,7 @@ class MLP(tf.Module):
         mlp = cls(sizes, activation=activation, dtype=dtype)
         for i in range(n):
             mlp.weights[i].assign(ws[i].astype(mlp.dtype.as_numpy_dtype))
-            mlp.biases[i].assign(np.asarray(arrays[f"{prefix}b{i}"]).astype(mlp.dtype.as_numpy_dtype))
+            mlp.biases[i].assign(
+                np.asarray(arrays[f"{prefix}b{i}"]).astype(mlp.dtype.as_numpy_dtype)
+            )
         return mlp

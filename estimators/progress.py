@@ -17,8 +17,7 @@ class ProgressBar:
     ``show_count`` adds a "done/total" column (for countable units such as epochs).
     """
 
-    def __init__(self, total: float, title: str, *, enabled: bool = True,
-                 show_count: bool = False):
+    def __init__(self, total: float, title: str, *, enabled: bool = True, show_count: bool = False):
         self.total, self.title, self.enabled, self.show_count = total, title, enabled, show_count
         self._bar = self._task = None
 
@@ -32,11 +31,16 @@ class ProgressBar:
                 TimeElapsedColumn,
                 TimeRemainingColumn,
             )
+
             columns = [TextColumn("[bold]{task.fields[title]}"), BarColumn()]
             if self.show_count:
                 columns.append(MofNCompleteColumn())
-            columns += [TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                        TextColumn("{task.description}")]
+            columns += [
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                TextColumn("{task.description}"),
+            ]
             self._bar = Progress(*columns)
             self._bar.__enter__()
             self._task = self._bar.add_task("", total=self.total, title=self.title)
@@ -50,8 +54,9 @@ class ProgressBar:
     def advance(self, amount: float = 1, text: str | None = None) -> None:
         """Count ``amount`` units of work as done (and show ``text``, when given)."""
         if self._bar is not None:
-            self._bar.update(self._task, advance=amount,
-                             **({} if text is None else {"description": text}))
+            self._bar.update(
+                self._task, advance=amount, **({} if text is None else {"description": text})
+            )
 
     def __exit__(self, *exc):
         if self._bar is not None:

@@ -17,6 +17,7 @@ A models table gives, per model, the ELBO gap and Var(log p^) at M = 64 measured
 for a model shipped in the zoo, its manifest's latent usage (active dimensions, what z carries).
 Pure pandas/matplotlib (no TensorFlow: see docs/architecture.md); the Agg backend, so no display is needed.
 """
+
 import base64
 import html
 import json
@@ -51,38 +52,56 @@ from estimators.tables import format_value, markdown_table  # noqa: E402
 
 FIGURES = {
     "error_vs_time.png": "RMSE of log p̂ against the time of one repeat: for a time budget on the "
-                         "x-axis, the lowest curve is the estimator to use. Dashed: ∝ t^-1/2.",
+    "x-axis, the lowest curve is the estimator to use. Dashed: ∝ t^-1/2.",
     "bias_vs_M.png": "|bias| of log p̂ (nats) against M. Importance sampling's bias shrinks like "
-                     "1/M (dashed); the ELBO's levels off at its KL gap.",
+    "1/M (dashed); the ELBO's levels off at its KL gap.",
     "variance_vs_M.png": "Variance of log p̂ across repeats against M; dashed: ∝ 1/M.",
     "time_vs_M.png": "Seconds per repeat (N points × M samples, compilation excluded) against M; "
-                     "dashed: ∝ M.",
+    "dashed: ∝ M.",
     "error_vs_evaluations.png": "RMSE of log p̂ against the evaluations of log p(x|z) per point "
-                                "(a gradient counts as one; AIS: K chains × T temperatures × L "
-                                "leapfrog steps, plus its pilot): cost without the "
-                                "implementation's speed. Dashed: ∝ n^-1/2.",
+    "(a gradient counts as one; AIS: K chains × T temperatures × L "
+    "leapfrog steps, plus its pilot): cost without the "
+    "implementation's speed. Dashed: ∝ n^-1/2.",
 }
-SANDWICH_FIGURE = ("sandwich.png", "Forward AIS (a stochastic lower bound) and reverse AIS "
-                   "(bdmc, an upper bound) against the number of temperatures T, as the mean "
-                   "difference from the reference log p(x) (grey band: ± the reference's SE). "
-                   "Bands: ±2 SE over repeats and points.")
+SANDWICH_FIGURE = (
+    "sandwich.png",
+    "Forward AIS (a stochastic lower bound) and reverse AIS "
+    "(bdmc, an upper bound) against the number of temperatures T, as the mean "
+    "difference from the reference log p(x) (grey band: ± the reference's SE). "
+    "Bands: ±2 SE over repeats and points.",
+)
 KHAT_FIGURE = "khat_vs_error.png"
 KHAT_CAPTION = (
     "Each dot is one estimate (a data point in one repeat): its |error| against the Pareto k̂ of "
     "its importance weights. Solid line: k̂ = 0.7; dashed: the sample-size-dependent threshold "
     "min(1 − 1/log10 M, 0.7) for each M; dotted: the real-error floor. A diagnostic that warns "
     "well puts the large errors right of the threshold. At most 300 dots per method and M; k̂ "
-    "outside [−1.5, 2.5] is drawn at the edge.")
+    "outside [−1.5, 2.5] is drawn at the edge."
+)
 KHAT_POINTS_PER_CELL = 300
 KHAT_AXIS = (-1.5, 2.5)
 ROUNDOFF_FLOOR = {"abs_bias": ROUNDOFF_BIAS, "variance": ROUNDOFF_VARIANCE, "rmse": ROUNDOFF_BIAS}
-TABLE_COLUMNS = ["model", "method", "num_samples", "bias", "bias_ci_low", "bias_ci_high",
-                 "variance", "rmse", "ess", "seconds", "samples_per_second", "compile_seconds",
-                 "truth_se", "evaluations"]
+TABLE_COLUMNS = [
+    "model",
+    "method",
+    "num_samples",
+    "bias",
+    "bias_ci_low",
+    "bias_ci_high",
+    "variance",
+    "rmse",
+    "ess",
+    "seconds",
+    "samples_per_second",
+    "compile_seconds",
+    "truth_se",
+    "evaluations",
+]
 
 
-def write_report(df: pd.DataFrame, folder: str | Path,
-                 summary: pd.DataFrame | None = None) -> dict[str, Path]:
+def write_report(
+    df: pd.DataFrame, folder: str | Path, summary: pd.DataFrame | None = None
+) -> dict[str, Path]:
     """Write summary.csv, the figures, report.md and report.html into ``folder``; return paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -107,13 +126,20 @@ def write_report(df: pd.DataFrame, folder: str | Path,
         diagnostics = {"texts": diagnostic_verdicts(shown), "table": _diagnostic_table(summary)}
     slopes = fit_slopes(summary)
     texts = verdicts(summary)
-    extra = {"sandwich": sandwich, "sandwich_texts": sandwich_verdicts(sandwich),
-             "skipped": df.attrs.get("skipped") or [], "figures": figures,
-             "diagnostics": diagnostics}
-    atomic_write_bytes(folder / "report.md",
-                       render_markdown(df.attrs, summary, slopes, texts, **extra).encode())
-    atomic_write_bytes(folder / "report.html",
-                       render_html(df.attrs, summary, slopes, texts, folder, **extra).encode())
+    extra = {
+        "sandwich": sandwich,
+        "sandwich_texts": sandwich_verdicts(sandwich),
+        "skipped": df.attrs.get("skipped") or [],
+        "figures": figures,
+        "diagnostics": diagnostics,
+    }
+    atomic_write_bytes(
+        folder / "report.md", render_markdown(df.attrs, summary, slopes, texts, **extra).encode()
+    )
+    atomic_write_bytes(
+        folder / "report.html",
+        render_html(df.attrs, summary, slopes, texts, folder, **extra).encode(),
+    )
     return {name: folder / name for name in [*written, "report.md", "report.html"]}
 
 
@@ -126,6 +152,7 @@ def display_names(frame):
 
 # --------------------------------------------------------------------------- figures
 
+
 def _plot_frame(summary):
     """Columns for plotting: |bias| and its band (0 inside the band when the CI crosses 0)."""
     low, high = summary["bias_ci_low"].abs(), summary["bias_ci_high"].abs()
@@ -133,23 +160,35 @@ def _plot_frame(summary):
     return summary.assign(
         abs_bias=summary["bias"].abs(),
         abs_bias_low=np.where(crosses_zero, 0.0, np.minimum(low, high)),
-        abs_bias_high=np.maximum(low, high))
+        abs_bias_high=np.maximum(low, high),
+    )
 
 
-def _facets(frame, methods, x, y, low=None, high=None, floor=None, ref_power=None,
-            xlabel="", ylabel=""):
+def _facets(
+    frame, methods, x, y, low=None, high=None, floor=None, ref_power=None, xlabel="", ylabel=""
+):
     """Log-log panels per model: a line per method, its CI band, a round-off floor and a
     dashed reference line ∝ x^ref_power through the median of the methods at the largest x."""
-    grid = sns.FacetGrid(frame, col="model", hue="method", hue_order=methods, sharex=False,
-                         sharey=False, height=3.4, aspect=1.15, palette="colorblind")
+    grid = sns.FacetGrid(
+        frame,
+        col="model",
+        hue="method",
+        hue_order=methods,
+        sharex=False,
+        sharey=False,
+        height=3.4,
+        aspect=1.15,
+        palette="colorblind",
+    )
 
     def draw(data, color, label):
         data = data.sort_values("num_samples")  # a path through increasing M
         clip = (lambda v: np.maximum(v, floor)) if floor else (lambda v: v)
         plt.plot(data[x], clip(data[y]), marker="o", markersize=3.5, color=color, label=label)
         if low is not None:
-            plt.fill_between(data[x], clip(data[low]), clip(data[high]), color=color, alpha=0.2,
-                             linewidth=0)
+            plt.fill_between(
+                data[x], clip(data[low]), clip(data[high]), color=color, alpha=0.2, linewidth=0
+            )
 
     grid.map_dataframe(draw)
     grid.set_titles("{col_name}")
@@ -159,8 +198,15 @@ def _facets(frame, methods, x, y, low=None, high=None, floor=None, ref_power=Non
         panel = frame[frame["model"] == model]
         if floor:
             ax.axhline(floor, color="0.5", linestyle=":", linewidth=1)
-            ax.text(0.01, floor, " round-off", transform=ax.get_yaxis_transform(), fontsize=7,
-                    color="0.4", va="bottom")
+            ax.text(
+                0.01,
+                floor,
+                " round-off",
+                transform=ax.get_yaxis_transform(),
+                fontsize=7,
+                color="0.4",
+                va="bottom",
+            )
         if ref_power is not None:
             _reference_line(ax, panel, x, y, ref_power, floor)
     grid.set_axis_labels(xlabel, ylabel)
@@ -176,33 +222,67 @@ def _reference_line(ax, panel, x, y, power, floor):
     anchor = values[values[x] == x_max][y].median()
     xs = np.geomspace(panel[x].min(), panel[x].max(), 50)
     label = {1: "∝ M", -1: "∝ 1/M", -0.5: "∝ t^-1/2"}[power]
-    ax.plot(xs, anchor * (xs / x_max) ** power, color="0.3", linestyle="--", linewidth=1,
-            label=label)
-    ax.text(xs[0], anchor * (xs[0] / x_max) ** power, label, fontsize=7, color="0.3",
-            va="bottom")
+    ax.plot(
+        xs, anchor * (xs / x_max) ** power, color="0.3", linestyle="--", linewidth=1, label=label
+    )
+    ax.text(xs[0], anchor * (xs[0] / x_max) ** power, label, fontsize=7, color="0.3", va="bottom")
 
 
 def bias_figure(summary, methods):
-    return _facets(_plot_frame(summary), methods, "num_samples", "abs_bias", "abs_bias_low",
-                   "abs_bias_high", floor=ROUNDOFF_BIAS, ref_power=-1,
-                   xlabel="M (samples per point)", ylabel="|bias| of log p̂ (nats)")
+    return _facets(
+        _plot_frame(summary),
+        methods,
+        "num_samples",
+        "abs_bias",
+        "abs_bias_low",
+        "abs_bias_high",
+        floor=ROUNDOFF_BIAS,
+        ref_power=-1,
+        xlabel="M (samples per point)",
+        ylabel="|bias| of log p̂ (nats)",
+    )
 
 
 def variance_figure(summary, methods):
-    return _facets(summary, methods, "num_samples", "variance", "variance_ci_low",
-                   "variance_ci_high", floor=ROUNDOFF_VARIANCE, ref_power=-1,
-                   xlabel="M (samples per point)", ylabel="variance of log p̂ (nats²)")
+    return _facets(
+        summary,
+        methods,
+        "num_samples",
+        "variance",
+        "variance_ci_low",
+        "variance_ci_high",
+        floor=ROUNDOFF_VARIANCE,
+        ref_power=-1,
+        xlabel="M (samples per point)",
+        ylabel="variance of log p̂ (nats²)",
+    )
 
 
 def time_figure(summary, methods):
-    return _facets(summary, methods, "num_samples", "seconds", ref_power=1,
-                   xlabel="M (samples per point)", ylabel="seconds per repeat")
+    return _facets(
+        summary,
+        methods,
+        "num_samples",
+        "seconds",
+        ref_power=1,
+        xlabel="M (samples per point)",
+        ylabel="seconds per repeat",
+    )
 
 
 def error_time_figure(summary, methods):
-    return _facets(summary, methods, "seconds", "rmse", "rmse_ci_low", "rmse_ci_high",
-                   floor=ROUNDOFF_BIAS, ref_power=-0.5, xlabel="seconds per repeat",
-                   ylabel="RMSE of log p̂ (nats)")
+    return _facets(
+        summary,
+        methods,
+        "seconds",
+        "rmse",
+        "rmse_ci_low",
+        "rmse_ci_high",
+        floor=ROUNDOFF_BIAS,
+        ref_power=-0.5,
+        xlabel="seconds per repeat",
+        ylabel="RMSE of log p̂ (nats)",
+    )
 
 
 def error_evaluations_figure(summary, methods):
@@ -212,9 +292,18 @@ def error_evaluations_figure(summary, methods):
         ax.axis("off")
         ax.text(0.5, 0.5, "these results record no evaluation counts", ha="center", va="center")
         return figure
-    return _facets(frame, methods, "evaluations", "rmse", "rmse_ci_low", "rmse_ci_high",
-                   floor=ROUNDOFF_BIAS, ref_power=-0.5,
-                   xlabel="evaluations of log p(x|z) per point", ylabel="RMSE of log p̂ (nats)")
+    return _facets(
+        frame,
+        methods,
+        "evaluations",
+        "rmse",
+        "rmse_ci_low",
+        "rmse_ci_high",
+        floor=ROUNDOFF_BIAS,
+        ref_power=-0.5,
+        xlabel="evaluations of log p(x|z) per point",
+        ylabel="RMSE of log p̂ (nats)",
+    )
 
 
 def sandwich_figure(table):
@@ -225,39 +314,70 @@ def sandwich_figure(table):
     for ax, model in zip(axes.flat, models, strict=False):
         rows = table[table["model"] == model]
         final_k = rows["num_samples"].max()
-        for (_path, k), group in rows[rows["num_samples"] == final_k].groupby(["path", "num_samples"]):
+        for (_path, k), group in rows[rows["num_samples"] == final_k].groupby(
+            ["path", "num_samples"]
+        ):
             group = group.sort_values("steps")
-            for column, color, label in (("lower", palette[0], "ais (lower)"),
-                                         ("upper", palette[1], "bdmc (upper)")):
+            for column, color, label in (
+                ("lower", palette[0], "ais (lower)"),
+                ("upper", palette[1], "bdmc (upper)"),
+            ):
                 se = group[f"{column}_se"]
-                ax.plot(group["steps"], group[column], marker="o", color=color,
-                        label=f"{label}, K={k}")
-                ax.fill_between(group["steps"], group[column] - 2 * se, group[column] + 2 * se,
-                                color=color, alpha=0.2, linewidth=0)
+                ax.plot(
+                    group["steps"], group[column], marker="o", color=color, label=f"{label}, K={k}"
+                )
+                ax.fill_between(
+                    group["steps"],
+                    group[column] - 2 * se,
+                    group[column] + 2 * se,
+                    color=color,
+                    alpha=0.2,
+                    linewidth=0,
+                )
         band = rows["truth_se"].max()
         ax.axhspan(-band, band, color="0.6", alpha=0.4, label="reference ± SE")
         ax.axhline(0.0, color="0.3", linewidth=1)
-        ax.set(xscale="log", title=model, xlabel="T (temperatures)",
-               ylabel="bound − reference log p(x) (nats)")
+        ax.set(
+            xscale="log",
+            title=model,
+            xlabel="T (temperatures)",
+            ylabel="bound − reference log p(x) (nats)",
+        )
         ax.set_yscale("symlog", linthresh=0.01)
         ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes.flat[0].legend(fontsize=7)
     figure.tight_layout()
     return figure
+
+
 def khat_figure(df, methods, seed=0):
     """Per model: |estimate - truth| (log) against k-hat, a dot per estimate, coloured by method."""
     frame = flag_estimates(df)
     frame = frame[frame["khat"].notna()]
-    frame = (frame.sample(frac=1.0, random_state=seed)  # shuffled: head() is a random subset
-             .groupby(["model", "method", "num_samples"], sort=False).head(KHAT_POINTS_PER_CELL))
-    frame = frame.assign(abs_error=np.maximum(frame["abs_error"], ROUNDOFF_BIAS),
-                         khat=frame["khat"].clip(*KHAT_AXIS))
+    frame = (
+        frame.sample(frac=1.0, random_state=seed)  # shuffled: head() is a random subset
+        .groupby(["model", "method", "num_samples"], sort=False)
+        .head(KHAT_POINTS_PER_CELL)
+    )
+    frame = frame.assign(
+        abs_error=np.maximum(frame["abs_error"], ROUNDOFF_BIAS), khat=frame["khat"].clip(*KHAT_AXIS)
+    )
     methods = [m for m in methods if m in set(frame["method"])]
-    grid = sns.FacetGrid(frame, col="model", hue="method", hue_order=methods, sharex=False,
-                         sharey=False, height=3.6, aspect=1.2, palette="colorblind")
-    grid.map_dataframe(sns.scatterplot, x="khat", y="abs_error", s=9, alpha=0.45, linewidth=0,
-                       rasterized=True)
+    grid = sns.FacetGrid(
+        frame,
+        col="model",
+        hue="method",
+        hue_order=methods,
+        sharex=False,
+        sharey=False,
+        height=3.6,
+        aspect=1.2,
+        palette="colorblind",
+    )
+    grid.map_dataframe(
+        sns.scatterplot, x="khat", y="abs_error", s=9, alpha=0.45, linewidth=0, rasterized=True
+    )
     grid.set_titles("{col_name}")
     for model, ax in zip(grid.col_names, grid.axes.flat, strict=False):
         ax.set(yscale="log", xlim=(KHAT_AXIS[0] - 0.1, KHAT_AXIS[1] + 0.1))
@@ -267,21 +387,34 @@ def khat_figure(df, methods, seed=0):
             threshold = float(khat_threshold(m))
             if threshold < KHAT_LIMIT:
                 ax.axvline(threshold, color="0.45", linestyle="--", linewidth=0.8)
-                ax.text(threshold, 0.98 - 0.05 * row, f"M={m} ", transform=ax.get_xaxis_transform(),
-                        fontsize=6, color="0.35", va="top", ha="right")
+                ax.text(
+                    threshold,
+                    0.98 - 0.05 * row,
+                    f"M={m} ",
+                    transform=ax.get_xaxis_transform(),
+                    fontsize=6,
+                    color="0.35",
+                    va="top",
+                    ha="right",
+                )
         ax.axhline(ERROR_FLOOR, color="0.5", linestyle=":", linewidth=1)
     grid.set_axis_labels("Pareto k̂ of the weights", "|estimate − truth| (nats)")
     grid.add_legend(title="method", markerscale=2)
     return grid.figure
 
 
-FIGURE_MAKERS = {"bias_vs_M.png": bias_figure, "variance_vs_M.png": variance_figure,
-                 "time_vs_M.png": time_figure, "error_vs_time.png": error_time_figure,
-                 "error_vs_evaluations.png": error_evaluations_figure}
+FIGURE_MAKERS = {
+    "bias_vs_M.png": bias_figure,
+    "variance_vs_M.png": variance_figure,
+    "time_vs_M.png": time_figure,
+    "error_vs_time.png": error_time_figure,
+    "error_vs_evaluations.png": error_evaluations_figure,
+}
 
 
 def _save_figure(figure, path):
     from io import BytesIO
+
     buffer = BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(figure)
@@ -289,6 +422,7 @@ def _save_figure(figure, path):
 
 
 # --------------------------------------------------------------------------- text
+
 
 def _run_facts(attrs):
     """Key facts of the run as (label, value) pairs, for both renderings."""
@@ -300,8 +434,11 @@ def _run_facts(attrs):
         ("models", ", ".join(config.get("models", []))),
         ("methods", ", ".join(config.get("methods", []))),
         ("M", ", ".join(str(m) for m in config.get("num_samples", []))),
-        ("repeats × points", f"{config.get('repeats', '?')} × "
-                             f"{', '.join(str(v) for v in config.get('num_points', {}).values())}"),
+        (
+            "repeats × points",
+            f"{config.get('repeats', '?')} × "
+            f"{', '.join(str(v) for v in config.get('num_points', {}).values())}",
+        ),
         ("seed", config.get("seed", "—")),
         ("device", f"{device} ({hardware}; {env.get('cpu_count', '?')} CPU cores)"),
         ("compilation", _compilation(env.get("xla"), attrs.get("compile") or [])),
@@ -309,11 +446,19 @@ def _run_facts(attrs):
         ("created", env.get("created", "—")),
     ]
     if run:
-        kept = (f", {run['kept_cells']} kept from earlier runs into this folder"
-                if run.get("kept_cells") else "")
-        facts.append(("sweep wall time", f"{run.get('wall_seconds', float('nan')):.1f} s "
-                      f"({run.get('computed_cells', '?')} cells computed, "
-                      f"{run.get('loaded_cells', 0)} resumed from disk{kept})"))
+        kept = (
+            f", {run['kept_cells']} kept from earlier runs into this folder"
+            if run.get("kept_cells")
+            else ""
+        )
+        facts.append(
+            (
+                "sweep wall time",
+                f"{run.get('wall_seconds', float('nan')):.1f} s "
+                f"({run.get('computed_cells', '?')} cells computed, "
+                f"{run.get('loaded_cells', 0)} resumed from disk{kept})",
+            )
+        )
     return facts
 
 
@@ -334,26 +479,70 @@ def _compilation(xla, records):
 
 def _display_table(summary):
     table = summary[TABLE_COLUMNS].copy()
-    table["bias 95% CI"] = [f"[{lo:.3g}, {hi:.3g}]" for lo, hi in
-                            zip(table.pop("bias_ci_low"), table.pop("bias_ci_high"), strict=True)]
-    table = table[["model", "method", "num_samples", "bias", "bias 95% CI", "variance", "rmse",
-                   "ess", "seconds", "evaluations", "samples_per_second", "compile_seconds",
-                   "truth_se"]]
-    return table.rename(columns={"num_samples": "M", "samples_per_second": "samples/s",
-                                 "compile_seconds": "compile s", "truth_se": "truth SE"})
+    table["bias 95% CI"] = [
+        f"[{lo:.3g}, {hi:.3g}]"
+        for lo, hi in zip(table.pop("bias_ci_low"), table.pop("bias_ci_high"), strict=True)
+    ]
+    table = table[
+        [
+            "model",
+            "method",
+            "num_samples",
+            "bias",
+            "bias 95% CI",
+            "variance",
+            "rmse",
+            "ess",
+            "seconds",
+            "evaluations",
+            "samples_per_second",
+            "compile_seconds",
+            "truth_se",
+        ]
+    ]
+    return table.rename(
+        columns={
+            "num_samples": "M",
+            "samples_per_second": "samples/s",
+            "compile_seconds": "compile s",
+            "truth_se": "truth SE",
+        }
+    )
 
 
 def _diagnostic_table(summary):
     """The diagnostics-against-error numbers of the cells that have a k-hat or an ESS."""
     table = summary[summary["khat"].notna() | summary["ess"].notna()]
-    table = table[["model", "method", "num_samples", "khat", "khat_threshold", "khat_high",
-                   "bad_if_khat_high", "bad_if_khat_low", "ess_low", "bad_if_ess_low",
-                   "bad_if_ess_high", "bad"]]
-    return table.rename(columns={
-        "num_samples": "M", "khat": "mean k̂", "khat_threshold": "threshold",
-        "khat_high": "k̂ flags", "bad_if_khat_high": "bad if k̂ flags",
-        "bad_if_khat_low": "bad if k̂ does not", "ess_low": "ESS flags", "bad_if_ess_low": "bad if ESS flags",
-        "bad_if_ess_high": "bad if ESS does not", "bad": "bad (all)"})
+    table = table[
+        [
+            "model",
+            "method",
+            "num_samples",
+            "khat",
+            "khat_threshold",
+            "khat_high",
+            "bad_if_khat_high",
+            "bad_if_khat_low",
+            "ess_low",
+            "bad_if_ess_low",
+            "bad_if_ess_high",
+            "bad",
+        ]
+    ]
+    return table.rename(
+        columns={
+            "num_samples": "M",
+            "khat": "mean k̂",
+            "khat_threshold": "threshold",
+            "khat_high": "k̂ flags",
+            "bad_if_khat_high": "bad if k̂ flags",
+            "bad_if_khat_low": "bad if k̂ does not",
+            "ess_low": "ESS flags",
+            "bad_if_ess_low": "bad if ESS flags",
+            "bad_if_ess_high": "bad if ESS does not",
+            "bad": "bad (all)",
+        }
+    )
 
 
 DIAGNOSTIC_INTRO = (
@@ -364,7 +553,8 @@ DIAGNOSTIC_INTRO = (
     "flags, and the share with a real error among the flagged against among the others (k̂ is "
     "NaN for M < 21 and for weights without a tail, e.g. all equal). The verdict counts the "
     "estimates that have a k̂: a diagnostic could have warned when it caught at least 80% of "
-    "the real errors and flagged estimates were more often wrong than unflagged ones.")
+    "the real errors and flagged estimates were more often wrong than unflagged ones."
+)
 
 
 def _diagnostic_markdown(diagnostics):
@@ -372,8 +562,15 @@ def _diagnostic_markdown(diagnostics):
         return []
     parts = ["## Diagnostics against the error", "", DIAGNOSTIC_INTRO, ""]
     parts += [f"- **{model}**: {text}" for model, text in diagnostics["texts"].items()]
-    parts += ["", f"![{KHAT_FIGURE}]({KHAT_FIGURE})", "", f"*{KHAT_CAPTION}*", "",
-              markdown_table(diagnostics["table"]), ""]
+    parts += [
+        "",
+        f"![{KHAT_FIGURE}]({KHAT_FIGURE})",
+        "",
+        f"*{KHAT_CAPTION}*",
+        "",
+        markdown_table(diagnostics["table"]),
+        "",
+    ]
     return parts
 
 
@@ -383,20 +580,33 @@ def _diagnostic_html(diagnostics, folder):
     esc = html.escape
     data = base64.b64encode((Path(folder) / KHAT_FIGURE).read_bytes()).decode()
     body = ["<h2>Diagnostics against the error</h2>", f"<p>{esc(DIAGNOSTIC_INTRO)}</p>"]
-    body += [f'<p class="verdict"><b>{esc(m)}</b>: {esc(t)}</p>'
-             for m, t in diagnostics["texts"].items()]
-    body += [f'<figure><img alt="{KHAT_FIGURE}" src="data:image/png;base64,{data}">'
-             f"<figcaption>{esc(KHAT_CAPTION)}</figcaption></figure>",
-             _html_table(diagnostics["table"])]
+    body += [
+        f'<p class="verdict"><b>{esc(m)}</b>: {esc(t)}</p>' for m, t in diagnostics["texts"].items()
+    ]
+    body += [
+        f'<figure><img alt="{KHAT_FIGURE}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{esc(KHAT_CAPTION)}</figcaption></figure>",
+        _html_table(diagnostics["table"]),
+    ]
     return body
 
 
 def _slope_table(slopes):
-    table = slopes[["model", "method", "variance_slope", "bias_slope", "fit_min_samples",
-                    "fit_max_samples", "note"]].copy()
-    table["fit range"] = [f"M = {a}..{b}" for a, b in
-                          zip(table.pop("fit_min_samples"), table.pop("fit_max_samples"),
-                              strict=True)]
+    table = slopes[
+        [
+            "model",
+            "method",
+            "variance_slope",
+            "bias_slope",
+            "fit_min_samples",
+            "fit_max_samples",
+            "note",
+        ]
+    ].copy()
+    table["fit range"] = [
+        f"M = {a}..{b}"
+        for a, b in zip(table.pop("fit_min_samples"), table.pop("fit_max_samples"), strict=True)
+    ]
     return table[["model", "method", "variance_slope", "bias_slope", "fit range", "note"]]
 
 
@@ -410,7 +620,8 @@ INTRO = (
     "not 0, so it gets no bias slope. compile s: the one-off warm-up (compilation) before a "
     "cell's first call; 0 where the cell reuses a function compiled for an earlier M. truth SE: "
     "the reference's own error bar per point (RMS; 0 for a closed form, the quadrature's error "
-    "estimate, or the delta-method SE of high-budget importance sampling); it widens the bias CI.")
+    "estimate, or the delta-method SE of high-budget importance sampling); it widens the bias CI."
+)
 
 
 # --------------------------------------------------------------------------- per-model facts
@@ -423,7 +634,8 @@ MODELS_INTRO = (
     "and posterior-IS. From a shipped model's manifest (its whole test set): test log p(x), the "
     "active latent dimensions (mean KL(q(z_j|x) ‖ N(0, 1)) above the stated threshold), the "
     "rate Σ_j KL (about the information I(x; z) in nats) and what the latent carries: "
-    "log p(x) − log p(x | z = 0), the mixture's gain over its component at the prior mean.")
+    "log p(x) − log p(x | z = 0), the mixture's gain over its component at the prior mean."
+)
 
 
 def model_facts(summary, zoo_dir=ZOO_DIR):
@@ -442,8 +654,13 @@ def model_facts(summary, zoo_dir=ZOO_DIR):
 
 
 def _manifest_facts(path):
-    empty = {"test log p(x)": "—", "test ELBO gap": np.nan, "active dims": "—",
-             "rate": np.nan, "latent carries": np.nan}
+    empty = {
+        "test log p(x)": "—",
+        "test ELBO gap": np.nan,
+        "active dims": "—",
+        "rate": np.nan,
+        "latent carries": np.nan,
+    }
     try:
         info = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -452,20 +669,30 @@ def _manifest_facts(path):
     d = info.get("architecture", {}).get("latent_dim", "?")
     facts = dict(empty)
     if "test_log_p" in results:
-        facts["test log p(x)"] = f"{results['test_log_p']:.3f} ± {results.get('test_log_p_se', 0):.2g}"
+        facts["test log p(x)"] = (
+            f"{results['test_log_p']:.3f} ± {results.get('test_log_p_se', 0):.2g}"
+        )
         facts["test ELBO gap"] = results.get("elbo_gap", np.nan)
     if latent:
-        facts["active dims"] = (f"{latent['active_dims']} / {d} "
-                                f"(KL > {latent['active_threshold_nats']:g})")
+        facts["active dims"] = (
+            f"{latent['active_dims']} / {d} (KL > {latent['active_threshold_nats']:g})"
+        )
         facts["rate"] = latent.get("rate", np.nan)
         facts["latent carries"] = latent.get("latent_carries", np.nan)
     return facts
 
 
 def _sandwich_display(table):
-    shown = table.drop(columns=["all_inside"]).rename(columns={
-        "steps": "T", "num_samples": "K", "lower": "ais − ref", "upper": "bdmc − ref",
-        "truth": "mean ref", "truth_se": "ref SE"})
+    shown = table.drop(columns=["all_inside"]).rename(
+        columns={
+            "steps": "T",
+            "num_samples": "K",
+            "lower": "ais − ref",
+            "upper": "bdmc − ref",
+            "truth": "mean ref",
+            "truth_se": "ref SE",
+        }
+    )
     shown["inside"] = [f"{i}/{n}" for i, n in zip(table["inside"], table["points"], strict=False)]
     return shown.drop(columns=["points"])
 
@@ -478,13 +705,29 @@ SANDWICH_NOTE = (
     "Per data point, the mean over repeats of forward AIS is a stochastic lower bound on log p(x) "
     "and that of reverse AIS from exact posterior draws an upper bound; their gap (width) bounds "
     f"the error of both. 'inside': points whose reference lies in the sandwich within {SANDWICH_K:g} "
-    "SE (the repeats' SE of each bound and the reference's own SE).")
+    "SE (the repeats' SE of each bound and the reference's own SE)."
+)
 
 
-def render_markdown(attrs, summary, slopes, texts, sandwich=None, sandwich_texts=None,
-                    skipped=(), figures=FIGURES, diagnostics=None):
-    parts = [f"# Estimator comparison: {attrs.get('config', {}).get('preset', 'sweep')}", "",
-             INTRO, "", "## Verdicts", ""]
+def render_markdown(
+    attrs,
+    summary,
+    slopes,
+    texts,
+    sandwich=None,
+    sandwich_texts=None,
+    skipped=(),
+    figures=FIGURES,
+    diagnostics=None,
+):
+    parts = [
+        f"# Estimator comparison: {attrs.get('config', {}).get('preset', 'sweep')}",
+        "",
+        INTRO,
+        "",
+        "## Verdicts",
+        "",
+    ]
     parts += [f"- **{model}**: {text}" for model, text in texts.items()]
     parts += ["", "## Models", "", MODELS_INTRO, "", markdown_table(model_facts(summary))]
     if sandwich is not None and len(sandwich):
@@ -499,8 +742,14 @@ def render_markdown(attrs, summary, slopes, texts, sandwich=None, sandwich_texts
     for name, caption in figures.items():
         parts += [f"![{name}]({name})", "", f"*{caption}*", ""]
     parts += _diagnostic_markdown(diagnostics)
-    parts += ["## Summary (one row per model × method × M)", "",
-              markdown_table(_display_table(summary)), "", "## Run and environment", ""]
+    parts += [
+        "## Summary (one row per model × method × M)",
+        "",
+        markdown_table(_display_table(summary)),
+        "",
+        "## Run and environment",
+        "",
+    ]
     parts += [f"- {label}: {value}" for label, value in _run_facts(attrs)]
     packages = attrs.get("environment", {}).get("packages", {})
     parts += ["- packages: " + ", ".join(f"{k} {v}" for k, v in packages.items()), ""]
@@ -517,8 +766,18 @@ img { max-width: 100%; } figcaption { color: #555; font-size: 0.9em; margin-bott
 """
 
 
-def render_html(attrs, summary, slopes, texts, folder, sandwich=None, sandwich_texts=None,
-                skipped=(), figures=FIGURES, diagnostics=None):
+def render_html(
+    attrs,
+    summary,
+    slopes,
+    texts,
+    folder,
+    sandwich=None,
+    sandwich_texts=None,
+    skipped=(),
+    figures=FIGURES,
+    diagnostics=None,
+):
     """A self-contained page: the figures are embedded as base64 PNGs."""
     esc = html.escape
     title = f"Estimator comparison: {attrs.get('config', {}).get('preset', 'sweep')}"
@@ -527,26 +786,41 @@ def render_html(attrs, summary, slopes, texts, folder, sandwich=None, sandwich_t
     body += ["<h2>Models</h2>", f"<p>{esc(MODELS_INTRO)}</p>", _html_table(model_facts(summary))]
     if sandwich is not None and len(sandwich):
         body += ["<h2>The sandwich: forward AIS ≤ log p(x) ≤ reverse AIS</h2>"]
-        body += [f'<p class="verdict"><b>{esc(m)}</b>: {esc(t)}</p>'
-                 for m, t in sandwich_texts.items()]
+        body += [
+            f'<p class="verdict"><b>{esc(m)}</b>: {esc(t)}</p>' for m, t in sandwich_texts.items()
+        ]
         body += [f"<p>{esc(SANDWICH_NOTE)}</p>", _html_table(_sandwich_display(sandwich))]
     if skipped:
         body += ["<h2>Skipped (method does not apply to the model)</h2><ul>"]
         body += [f"<li>{esc(line)}</li>" for line in _skipped_lines(skipped)] + ["</ul>"]
-    body += ["<h2>Slopes (log–log against M)</h2>", _html_table(_slope_table(slopes)),
-             "<h2>Figures</h2>"]
+    body += [
+        "<h2>Slopes (log–log against M)</h2>",
+        _html_table(_slope_table(slopes)),
+        "<h2>Figures</h2>",
+    ]
     for name, caption in figures.items():
         data = base64.b64encode((Path(folder) / name).read_bytes()).decode()
-        body.append(f'<figure><img alt="{name}" src="data:image/png;base64,{data}">'
-                    f"<figcaption>{esc(caption)}</figcaption></figure>")
+        body.append(
+            f'<figure><img alt="{name}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{esc(caption)}</figcaption></figure>"
+        )
     body += _diagnostic_html(diagnostics, folder)
-    body += ["<h2>Summary (one row per model × method × M)</h2>",
-             _html_table(_display_table(summary)), "<h2>Run and environment</h2><ul>"]
+    body += [
+        "<h2>Summary (one row per model × method × M)</h2>",
+        _html_table(_display_table(summary)),
+        "<h2>Run and environment</h2><ul>",
+    ]
     body += [f"<li>{esc(label)}: {esc(str(value))}</li>" for label, value in _run_facts(attrs)]
-    body += ["</ul>", "<details><summary>full environment (JSON)</summary><pre>",
-             esc(json.dumps(attrs.get("environment", {}), indent=2)), "</pre></details>"]
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
-            f"<style>{HTML_STYLE}</style></head><body>{''.join(body)}</body></html>")
+    body += [
+        "</ul>",
+        "<details><summary>full environment (JSON)</summary><pre>",
+        esc(json.dumps(attrs.get("environment", {}), indent=2)),
+        "</pre></details>",
+    ]
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
+        f"<style>{HTML_STYLE}</style></head><body>{''.join(body)}</body></html>"
+    )
 
 
 def _html_table(table):

@@ -17,6 +17,7 @@ into the same folder keeps the other finished cells in the table and the report.
 cannot share one table (another seed, number of repeats or compilation mode; two versions of
 one model) make it refuse with a ``ResultsError`` naming the files, never drop one silently.
 """
+
 import json
 from pathlib import Path
 
@@ -26,13 +27,38 @@ import pyarrow.parquet as pq
 
 from estimators.files import atomic_write
 
-COLUMNS = ("model", "method", "num_samples", "repeat", "point",
-           "estimate", "truth", "truth_se", "ess", "khat", "accept", "stages", "seconds",
-           "evaluations")
-DTYPES = {"model": "str", "method": "str", "num_samples": "int64", "repeat": "int64",
-          "point": "int64", "estimate": "float64", "truth": "float64", "truth_se": "float64",
-          "ess": "float64", "khat": "float64", "accept": "float64", "stages": "float64",
-          "seconds": "float64", "evaluations": "float64"}
+COLUMNS = (
+    "model",
+    "method",
+    "num_samples",
+    "repeat",
+    "point",
+    "estimate",
+    "truth",
+    "truth_se",
+    "ess",
+    "khat",
+    "accept",
+    "stages",
+    "seconds",
+    "evaluations",
+)
+DTYPES = {
+    "model": "str",
+    "method": "str",
+    "num_samples": "int64",
+    "repeat": "int64",
+    "point": "int64",
+    "estimate": "float64",
+    "truth": "float64",
+    "truth_se": "float64",
+    "ess": "float64",
+    "khat": "float64",
+    "accept": "float64",
+    "stages": "float64",
+    "seconds": "float64",
+    "evaluations": "float64",
+}
 # Diagnostics that older tables lack, and methods without them: NaN.
 OPTIONAL = ("khat", "accept", "stages", "evaluations")
 METADATA_KEY = b"estimators"
@@ -86,12 +112,15 @@ def read_table(path):
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
-        raise ResultsError(f"{path} is unreadable (corrupt or not parquet: {err}); "
-                           "delete it to recompute, or point to another folder") from None
+        raise ResultsError(
+            f"{path} is unreadable (corrupt or not parquet: {err}); "
+            "delete it to recompute, or point to another folder"
+        ) from None
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
-        raise ResultsError(f"{path} was not written by estimators (no '{METADATA_KEY.decode()}' "
-                           "metadata)")
+        raise ResultsError(
+            f"{path} was not written by estimators (no '{METADATA_KEY.decode()}' metadata)"
+        )
     df = table.to_pandas()
     df.attrs = json.loads(raw)
     return df
@@ -102,11 +131,14 @@ def read_metadata(path):
     try:
         raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
     except (pa.ArrowException, OSError) as err:
-        raise ResultsError(f"{path} is unreadable (corrupt or not parquet: {err}); "
-                           "delete it to recompute, or point to another folder") from None
+        raise ResultsError(
+            f"{path} is unreadable (corrupt or not parquet: {err}); "
+            "delete it to recompute, or point to another folder"
+        ) from None
     if raw is None:
-        raise ResultsError(f"{path} was not written by estimators (no '{METADATA_KEY.decode()}' "
-                           "metadata)")
+        raise ResultsError(
+            f"{path} was not written by estimators (no '{METADATA_KEY.decode()}' metadata)"
+        )
     return json.loads(raw)
 
 
@@ -123,9 +155,11 @@ def load_results(location: str | Path) -> pd.DataFrame:
     if location.is_dir() and not (location / RESULTS_FILE).exists():
         cells = list((location / CELLS_DIR).glob("*.parquet"))
         if cells:
-            raise ResultsError(f"{location} has no {RESULTS_FILE}, only the {len(cells)} cell "
-                               "file(s) of an unfinished run: rerun the same `estimators run` "
-                               "command to finish it")
+            raise ResultsError(
+                f"{location} has no {RESULTS_FILE}, only the {len(cells)} cell "
+                "file(s) of an unfinished run: rerun the same `estimators run` "
+                "command to finish it"
+            )
     df = tidy(read_table(results_path(location)))
     return merge_folder_cells(df, location) if location.is_dir() else df
 
@@ -150,24 +184,33 @@ def merge_folder_cells(df: pd.DataFrame, folder: str | Path) -> pd.DataFrame:
     frames = [read_table(path) for path in extra]
     merged = tidy(pd.concat([df, *(tidy(f) for f in frames)], ignore_index=True))
     previous = _previous_config(folder)
-    order = {key: _ordered_union(previous.get(key, []), config.get(key, []), merged[column])
-             for key, column in (("models", "model"), ("methods", "method"))}
-    rank = {column: merged[column].map({v: i for i, v in enumerate(order[key])})
-            for key, column in (("models", "model"), ("methods", "method"))}
-    merged = (merged.assign(_model=rank["model"], _method=rank["method"])
-              .sort_values(["_model", "_method", "num_samples", "repeat", "point"], kind="stable")
-              .drop(columns=["_model", "_method"]).reset_index(drop=True))
+    order = {
+        key: _ordered_union(previous.get(key, []), config.get(key, []), merged[column])
+        for key, column in (("models", "model"), ("methods", "method"))
+    }
+    rank = {
+        column: merged[column].map({v: i for i, v in enumerate(order[key])})
+        for key, column in (("models", "model"), ("methods", "method"))
+    }
+    merged = (
+        merged.assign(_model=rank["model"], _method=rank["method"])
+        .sort_values(["_model", "_method", "num_samples", "repeat", "point"], kind="stable")
+        .drop(columns=["_model", "_method"])
+        .reset_index(drop=True)
+    )
     merged.attrs = _merged_attrs(df.attrs, order, merged, frames)
     return merged
 
 
-def check_folder_cells(folder: str | Path, settings: dict,
-                       model_fingerprints: dict | None = None) -> dict:
+def check_folder_cells(
+    folder: str | Path, settings: dict, model_fingerprints: dict | None = None
+) -> dict:
     """{path: record} of the cells in ``folder/cells``, after checking that they can share one
     results table with a run of ``settings`` (``RUN_SETTINGS``) whose models have
     ``model_fingerprints`` ({name: fingerprint}); ResultsError naming the first that cannot."""
-    records = {path: read_metadata(path)
-               for path in sorted((Path(folder) / CELLS_DIR).glob("*.parquet"))}
+    records = {
+        path: read_metadata(path) for path in sorted((Path(folder) / CELLS_DIR).glob("*.parquet"))
+    }
     for path, record in records.items():
         _check_run_settings(path, record, settings)
     _check_one_version_per_model(records, model_fingerprints or {})
@@ -183,21 +226,28 @@ def _check_run_settings(path, record, config):
     differ = [k for k in RUN_SETTINGS if k in config and settings.get(k) != config[k]]
     if differ:
         detail = ", ".join(f"{k} = {settings.get(k)!r} (the run: {config[k]!r})" for k in differ)
-        raise ResultsError(f"{path} was computed with other settings ({detail}): the results of "
-                           "a folder cover all its cells, so they must share them; use another "
-                           "output folder or delete that file")
+        raise ResultsError(
+            f"{path} was computed with other settings ({detail}): the results of "
+            "a folder cover all its cells, so they must share them; use another "
+            "output folder or delete that file"
+        )
 
 
 def _check_one_version_per_model(records, model_fingerprints):
     """Every cell of one model name was computed from the same model parameters and data."""
     first = {name: ("this run", fingerprint) for name, fingerprint in model_fingerprints.items()}
     for path, record in records.items():
-        model, fingerprint = record.get("model"), record.get("settings", {}).get("model_fingerprint")
+        model, fingerprint = (
+            record.get("model"),
+            record.get("settings", {}).get("model_fingerprint"),
+        )
         seen = first.setdefault(model, (path, fingerprint))
         if seen[1] != fingerprint:
-            raise ResultsError(f"{path} holds model {model!r} computed from other parameters or "
-                               f"data than {seen[0]}: use another output folder or delete the "
-                               "cells of the old version")
+            raise ResultsError(
+                f"{path} holds model {model!r} computed from other parameters or "
+                f"data than {seen[0]}: use another output folder or delete the "
+                "cells of the old version"
+            )
 
 
 def _previous_config(folder):
@@ -218,16 +268,28 @@ def _merged_attrs(attrs, order, merged, frames):
     config["models"] = [m for m in order["models"] if m in set(merged["model"])]
     config["methods"] = [m for m in order["methods"] if m in set(merged["method"])]
     config["num_samples"] = sorted(int(m) for m in merged["num_samples"].unique())
-    config["num_points"] = {m: int(n) for m, n in
-                            merged.groupby("model", sort=False)["point"].nunique().items()}
+    config["num_points"] = {
+        m: int(n) for m, n in merged.groupby("model", sort=False)["point"].nunique().items()
+    }
     config["num_points"] = {m: config["num_points"][m] for m in config["models"]}
     fingerprints = config.setdefault("cell_fingerprints", {})
     compile_records = attrs.setdefault("compile", [])
     for frame in frames:
         record = frame.attrs
         fingerprints[_cell_id(record)] = record.get("fingerprint")
-        compile_records.append({k: record.get(k) for k in (
-            "model", "method", "num_samples", "compile_seconds", "chunk_size", "repeats_per_call")})
+        compile_records.append(
+            {
+                k: record.get(k)
+                for k in (
+                    "model",
+                    "method",
+                    "num_samples",
+                    "compile_seconds",
+                    "chunk_size",
+                    "repeats_per_call",
+                )
+            }
+        )
     attrs.setdefault("run", {})["kept_cells"] = len(frames)
     return attrs
 

@@ -14,6 +14,7 @@ A distribution with a ``philox_sample(sample_shape, seed)`` method draws its own
 this file's generators (the autoregressive likelihood: D sequential passes in one compiled loop).
 Any other TFP distribution falls back to its own stateless ``sample(seed=...)``: correct, slower.
 """
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -78,8 +79,11 @@ def sample_and_log_prob(dist, sample_shape, seed):
         z = dist.scale.matvec(eps)
         z = z if dist.loc is None else z + dist.loc
         dim = tf.cast(tf.shape(eps)[-1], dist.dtype)
-        log_q = (-0.5 * tf.reduce_sum(tf.square(eps), axis=-1) - 0.5 * dim * np.log(2 * np.pi)
-                 - dist.scale.log_abs_determinant())
+        log_q = (
+            -0.5 * tf.reduce_sum(tf.square(eps), axis=-1)
+            - 0.5 * dim * np.log(2 * np.pi)
+            - dist.scale.log_abs_determinant()
+        )
         return z, log_q
     z = sample(dist, sample_shape, seed)
     return z, dist.log_prob(z)
@@ -88,5 +92,6 @@ def sample_and_log_prob(dist, sample_shape, seed):
 def uniform(shape, seed, dtype):
     """U(0, 1) excluding 0, so log(U) is finite."""
     tiny = np.finfo(dtype.as_numpy_dtype).tiny
-    return tf.random.stateless_uniform(shape, seed=seed, minval=tiny, maxval=1.0, dtype=dtype,
-                                       alg=RNG_ALG)
+    return tf.random.stateless_uniform(
+        shape, seed=seed, minval=tiny, maxval=1.0, dtype=dtype, alg=RNG_ALG
+    )

@@ -31,6 +31,7 @@ the flagged (``bad_if_khat_high``) against among the others (``bad_if_khat_low``
 ESS. Estimates without the diagnostic (NaN: M < 21 for k-hat, or a method without weights) count
 in neither share.
 """
+
 import numpy as np
 import pandas as pd
 
@@ -45,29 +46,58 @@ ROUNDOFF_BIAS = 1e-5  # nats
 ROUNDOFF_VARIANCE = 1e-9  # nats^2
 EXACT_RMSE = 1e-5
 SUMMARY_COLUMNS = CELL + [
-    "num_points", "repeats", "bias", "bias_ci_low", "bias_ci_high", "variance",
-    "variance_ci_low", "variance_ci_high", "rmse", "rmse_ci_low", "rmse_ci_high", "ess",
-    "seconds", "samples_per_second", "compile_seconds", "bias_slope", "variance_slope", "truth_se",
-    "evaluations", "accept"]
+    "num_points",
+    "repeats",
+    "bias",
+    "bias_ci_low",
+    "bias_ci_high",
+    "variance",
+    "variance_ci_low",
+    "variance_ci_high",
+    "rmse",
+    "rmse_ci_low",
+    "rmse_ci_high",
+    "ess",
+    "seconds",
+    "samples_per_second",
+    "compile_seconds",
+    "bias_slope",
+    "variance_slope",
+    "truth_se",
+    "evaluations",
+    "accept",
+]
 KHAT_LIMIT = 0.7
-ESS_FRACTION = 0.1   # ESS / M below this warns
-ERROR_SE = 3.0       # a real error exceeds this many reference standard errors...
-ERROR_FLOOR = 0.05   # ...and this many nats
-DIAGNOSTIC_COLUMNS = ["khat", "khat_threshold", "khat_high", "bad_if_khat_high", "bad_if_khat_low",
-                      "ess_low", "bad_if_ess_low", "bad_if_ess_high", "bad"]
+ESS_FRACTION = 0.1  # ESS / M below this warns
+ERROR_SE = 3.0  # a real error exceeds this many reference standard errors...
+ERROR_FLOOR = 0.05  # ...and this many nats
+DIAGNOSTIC_COLUMNS = [
+    "khat",
+    "khat_threshold",
+    "khat_high",
+    "bad_if_khat_high",
+    "bad_if_khat_low",
+    "ess_low",
+    "bad_if_ess_low",
+    "bad_if_ess_high",
+    "bad",
+]
 SUMMARY_COLUMNS += DIAGNOSTIC_COLUMNS
 
 
-def summarize(df: pd.DataFrame, *, bootstrap: int = BOOTSTRAP_SAMPLES,
-              seed: int = 0) -> pd.DataFrame:
+def summarize(
+    df: pd.DataFrame, *, bootstrap: int = BOOTSTRAP_SAMPLES, seed: int = 0
+) -> pd.DataFrame:
     """One row per (model, method, M) with the statistics above and the per-(model, method) slopes.
 
     ``compile_seconds`` comes from ``df.attrs["compile"]`` (written by ``sweep``); NaN if absent.
     """
     rng = np.random.default_rng(seed)
     flagged = flag_estimates(df)
-    rows = [_cell_statistics(key, cell, rng, bootstrap) | _diagnostic_shares(cell)
-            for key, cell in flagged.groupby(CELL, sort=False)]
+    rows = [
+        _cell_statistics(key, cell, rng, bootstrap) | _diagnostic_shares(cell)
+        for key, cell in flagged.groupby(CELL, sort=False)
+    ]
     summary = pd.DataFrame(rows)
     summary = summary.merge(_compile_table(df), on=CELL, how="left")
     slopes = fit_slopes(summary)
@@ -81,19 +111,30 @@ def _cell_statistics(key, cell, rng, bootstrap):
     errors = errors - truth["truth"].to_numpy()[:, None]  # e[n, r]
     num_points, repeats = errors.shape
     if repeats < 2 or np.isnan(errors).any():
-        raise ValueError(f"cell {key}: needs >= 2 repeats of every point and no NaN estimates "
-                         f"({repeats} repeats, {int(np.isnan(errors).sum())} NaN)")
+        raise ValueError(
+            f"cell {key}: needs >= 2 repeats of every point and no NaN estimates "
+            f"({repeats} repeats, {int(np.isnan(errors).sum())} NaN)"
+        )
     seconds = cell["seconds"].mean()
     low, high = _bootstrap_intervals(errors, truth["truth_se"].to_numpy(), rng, bootstrap)
     return {
-        **dict(zip(CELL, key, strict=True)), "num_points": num_points, "repeats": repeats,
-        "bias": errors.mean(), "bias_ci_low": low["bias"], "bias_ci_high": high["bias"],
+        **dict(zip(CELL, key, strict=True)),
+        "num_points": num_points,
+        "repeats": repeats,
+        "bias": errors.mean(),
+        "bias_ci_low": low["bias"],
+        "bias_ci_high": high["bias"],
         "variance": errors.var(axis=1, ddof=1).mean(),
-        "variance_ci_low": low["variance"], "variance_ci_high": high["variance"],
-        "rmse": np.sqrt(np.mean(errors**2)), "rmse_ci_low": low["rmse"], "rmse_ci_high": high["rmse"],
-        "ess": cell["ess"].mean(), "seconds": seconds,
+        "variance_ci_low": low["variance"],
+        "variance_ci_high": high["variance"],
+        "rmse": np.sqrt(np.mean(errors**2)),
+        "rmse_ci_low": low["rmse"],
+        "rmse_ci_high": high["rmse"],
+        "ess": cell["ess"].mean(),
+        "seconds": seconds,
         # log p(x|z) evaluations (a gradient counts as one) per point: the implementation-free cost
-        "evaluations": _mean(cell, "evaluations"), "accept": _mean(cell, "accept"),
+        "evaluations": _mean(cell, "evaluations"),
+        "accept": _mean(cell, "accept"),
         "samples_per_second": key[2] * num_points / seconds if seconds > 0 else np.nan,
         # The reference's own error bar: the RMS over points of its standard error (0 = exact).
         "truth_se": np.sqrt(np.mean(truth["truth_se"].to_numpy() ** 2)),
@@ -125,11 +166,13 @@ def _bootstrap_intervals(errors, truth_se, rng, bootstrap):
 def _compile_table(df):
     records = df.attrs.get("compile") or []
     table = pd.DataFrame(records, columns=CELL + ["compile_seconds"])
-    return table[CELL + ["compile_seconds"]].astype({"num_samples": "int64",
-                                                     "compile_seconds": "float64"})
+    return table[CELL + ["compile_seconds"]].astype(
+        {"num_samples": "int64", "compile_seconds": "float64"}
+    )
 
 
 # --------------------------------------------------------------------------- diagnostics vs error
+
 
 def khat_threshold(num_samples):
     """min(1 - 1/log10 M, 0.7): above it k-hat says the weights' tail is too heavy for M
@@ -149,18 +192,27 @@ def flag_estimates(df):
     khat, ess = df.get("khat", missing), df.get("ess", missing)
     khat_flag = (khat > khat_threshold(df["num_samples"])).astype(float).where(khat.notna())
     ess_flag = (ess < ESS_FRACTION * df["num_samples"]).astype(float).where(ess.notna())
-    return df.assign(khat=khat, ess=ess, abs_error=abs_error,
-                     bad=(abs_error > tolerance).astype(float), khat_flag=khat_flag,
-                     ess_flag=ess_flag)
+    return df.assign(
+        khat=khat,
+        ess=ess,
+        abs_error=abs_error,
+        bad=(abs_error > tolerance).astype(float),
+        khat_flag=khat_flag,
+        ess_flag=ess_flag,
+    )
 
 
 def _diagnostic_shares(cell):
     """The per-cell numbers of DIAGNOSTIC_COLUMNS from flagged rows (``flag_estimates``)."""
+
     def share(mask):
         return cell.loc[mask, "bad"].mean() if mask.any() else np.nan
 
-    out = {"khat": cell["khat"].mean(), "khat_threshold": float(khat_threshold(cell["num_samples"].iloc[0])),
-           "bad": cell["bad"].mean()}
+    out = {
+        "khat": cell["khat"].mean(),
+        "khat_threshold": float(khat_threshold(cell["num_samples"].iloc[0])),
+        "bad": cell["bad"].mean(),
+    }
     for name, flag in (("khat", cell["khat_flag"]), ("ess", cell["ess_flag"])):
         high, low = ("high", "low") if name == "khat" else ("low", "high")
         out[f"{name}_{high}"] = flag.mean()  # NaN-skipping: share warned among rows with the flag
@@ -180,17 +232,37 @@ def diagnostic_counts(df):
             flag = cells[f"{name}_flag"] == 1.0
             known = cells[f"{name}_flag"].notna()
             bad = cells["bad"] == 1.0
-            rows.append({"model": model, "diagnostic": name, "estimates": int(known.sum()),
-                         "bad": int((bad & known).sum()), "flagged": int(flag.sum()),
-                         "bad_flagged": int((bad & flag).sum()),
-                         "bad_unflagged": int((bad & known & ~flag).sum()),
-                         "methods": ", ".join(dict.fromkeys(cells["method"]))})
-    return pd.DataFrame(rows, columns=["model", "diagnostic", "estimates", "bad", "flagged",
-                                       "bad_flagged", "bad_unflagged", "methods"])
+            rows.append(
+                {
+                    "model": model,
+                    "diagnostic": name,
+                    "estimates": int(known.sum()),
+                    "bad": int((bad & known).sum()),
+                    "flagged": int(flag.sum()),
+                    "bad_flagged": int((bad & flag).sum()),
+                    "bad_unflagged": int((bad & known & ~flag).sum()),
+                    "methods": ", ".join(dict.fromkeys(cells["method"])),
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "model",
+            "diagnostic",
+            "estimates",
+            "bad",
+            "flagged",
+            "bad_flagged",
+            "bad_unflagged",
+            "methods",
+        ],
+    )
 
 
-DIAGNOSTIC_NAMES = {"khat": "k̂ above min(1 − 1/log10 M, 0.7)",
-                    "ess": f"ESS/M below {ESS_FRACTION:g}"}
+DIAGNOSTIC_NAMES = {
+    "khat": "k̂ above min(1 − 1/log10 M, 0.7)",
+    "ess": f"ESS/M below {ESS_FRACTION:g}",
+}
 
 
 def diagnostic_verdicts(df):
@@ -207,15 +279,21 @@ def diagnostic_verdicts(df):
         if total == 0:
             continue
         if bad == 0:
-            alarms = "; ".join(f"{DIAGNOSTIC_NAMES[d]} flagged {r['flagged'] / total:.0%}"
-                               for d, r in rows.iterrows())
-            texts[model] = (f"None of the {total} estimates with a k̂ ({rows.loc['khat', 'methods']}) "
-                            f"had a real error (|error| > max(3 SE, {ERROR_FLOOR:g} nats)): nothing "
-                            f"to warn about. False alarms: {alarms}.")
+            alarms = "; ".join(
+                f"{DIAGNOSTIC_NAMES[d]} flagged {r['flagged'] / total:.0%}"
+                for d, r in rows.iterrows()
+            )
+            texts[model] = (
+                f"None of the {total} estimates with a k̂ ({rows.loc['khat', 'methods']}) "
+                f"had a real error (|error| > max(3 SE, {ERROR_FLOOR:g} nats)): nothing "
+                f"to warn about. False alarms: {alarms}."
+            )
             continue
-        sentences = [f"{bad} of {total} estimates with a k̂ ({bad / total:.0%}; "
-                     f"{rows.loc['khat', 'methods']}) had a real error (|error| > max(3 SE, "
-                     f"{ERROR_FLOOR:g} nats))."]
+        sentences = [
+            f"{bad} of {total} estimates with a k̂ ({bad / total:.0%}; "
+            f"{rows.loc['khat', 'methods']}) had a real error (|error| > max(3 SE, "
+            f"{ERROR_FLOOR:g} nats))."
+        ]
         for name, r in rows.iterrows():
             sentences.append(_warning_sentence(DIAGNOSTIC_NAMES[name], r))
         texts[model] = " ".join(sentences)
@@ -236,8 +314,11 @@ def _warning_sentence(label, r):
         verdict = "it could have warned a user in part"
     else:
         verdict = "it could not have warned a user"
-    detail = (f"flagged estimates were wrong {p_flag:.0%} of the time" if r["flagged"] else
-              "it flagged nothing")
+    detail = (
+        f"flagged estimates were wrong {p_flag:.0%} of the time"
+        if r["flagged"]
+        else "it flagged nothing"
+    )
     if unflagged:
         detail += f", unflagged ones {p_other:.0%}"
     return f"{label} caught {recall:.0%} of them ({detail}): {verdict}."
@@ -245,10 +326,15 @@ def _warning_sentence(label, r):
 
 # --------------------------------------------------------------------------- slopes
 
+
 def fit_slopes(summary: pd.DataFrame) -> pd.DataFrame:
     """Per (model, method): log-log slopes of variance and |bias| against M, with notes."""
-    return pd.DataFrame([_pair_slopes(key, cells.sort_values("num_samples"))
-                         for key, cells in summary.groupby(PAIR, sort=False)])
+    return pd.DataFrame(
+        [
+            _pair_slopes(key, cells.sort_values("num_samples"))
+            for key, cells in summary.groupby(PAIR, sort=False)
+        ]
+    )
 
 
 def _pair_slopes(key, cells):
@@ -265,8 +351,10 @@ def _pair_slopes(key, cells):
         usable = fit[fit["variance"] > ROUNDOFF_VARIANCE]
         variance_slope = _slope(usable["num_samples"], usable["variance"])
     bias_slope, bias_points = np.nan, 0
-    resolved = fit[(np.sign(fit["bias_ci_low"]) == np.sign(fit["bias_ci_high"]))
-                   & (fit["bias"].abs() > ROUNDOFF_BIAS)]
+    resolved = fit[
+        (np.sign(fit["bias_ci_low"]) == np.sign(fit["bias_ci_high"]))
+        & (fit["bias"].abs() > ROUNDOFF_BIAS)
+    ]
     if key[1] == "elbo":
         notes.append("ELBO: bias -> -KL, no slope")
     elif (fit["bias"].abs() <= ROUNDOFF_BIAS).all():
@@ -274,12 +362,21 @@ def _pair_slopes(key, cells):
     elif len(resolved) < 2:
         notes.append("bias within its CI at large M: no slope")
     else:
-        bias_slope, bias_points = _slope(resolved["num_samples"], resolved["bias"].abs()), len(resolved)
-    return {"model": key[0], "method": key[1], "variance_slope": variance_slope,
-            "bias_slope": bias_slope, "fit_min_samples": int(fit["num_samples"].min()),
-            "fit_max_samples": int(fit["num_samples"].max()),
-            "variance_points": int((fit["variance"] > ROUNDOFF_VARIANCE).sum()),
-            "bias_points": bias_points, "note": "; ".join(notes)}
+        bias_slope, bias_points = (
+            _slope(resolved["num_samples"], resolved["bias"].abs()),
+            len(resolved),
+        )
+    return {
+        "model": key[0],
+        "method": key[1],
+        "variance_slope": variance_slope,
+        "bias_slope": bias_slope,
+        "fit_min_samples": int(fit["num_samples"].min()),
+        "fit_max_samples": int(fit["num_samples"].max()),
+        "variance_points": int((fit["variance"] > ROUNDOFF_VARIANCE).sum()),
+        "bias_points": bias_points,
+        "note": "; ".join(notes),
+    }
 
 
 def _slope(x, y):
@@ -290,6 +387,7 @@ def _slope(x, y):
 
 
 # --------------------------------------------------------------------------- verdicts
+
 
 def best_at_budgets(summary, num_budgets=3):
     """Per model, at log-spaced time budgets: each method's best RMSE within the budget.
@@ -306,8 +404,16 @@ def best_at_budgets(summary, num_budgets=3):
         for budget in budgets:
             within = cells[cells["seconds"] <= budget * (1 + 1e-9)]
             best = within.groupby("method", sort=False)["rmse"].min().sort_values()
-            rows += [{"model": model, "budget_seconds": budget, "method": method, "rmse": rmse,
-                      "rank": rank} for rank, (method, rmse) in enumerate(best.items(), start=1)]
+            rows += [
+                {
+                    "model": model,
+                    "budget_seconds": budget,
+                    "method": method,
+                    "rmse": rmse,
+                    "rank": rank,
+                }
+                for rank, (method, rmse) in enumerate(best.items(), start=1)
+            ]
     return pd.DataFrame(rows)
 
 
@@ -316,21 +422,29 @@ def verdicts(summary: pd.DataFrame) -> dict[str, str]:
     order = list(dict.fromkeys(summary["method"]))
     texts = {}
     for model, ranks in best_at_budgets(summary).groupby("model", sort=False):
-        budgets = [(budget, ranking.sort_values("rank"))
-                   for budget, ranking in ranks.groupby("budget_seconds", sort=True)]
-        exact = {tuple(sorted(r.loc[r["rmse"] <= EXACT_RMSE, "method"], key=order.index))
-                 for _, r in budgets}
+        budgets = [
+            (budget, ranking.sort_values("rank"))
+            for budget, ranking in ranks.groupby("budget_seconds", sort=True)
+        ]
+        exact = {
+            tuple(sorted(r.loc[r["rmse"] <= EXACT_RMSE, "method"], key=order.index))
+            for _, r in budgets
+        }
         if len(exact) == 1 and exact != {()}:
             text = _exact_verdict(next(iter(exact)), budgets)
         else:
-            text = " ".join(_budget_sentence(low, high, ranking)
-                            for low, high, ranking in _collapse_budgets(budgets))
+            text = " ".join(
+                _budget_sentence(low, high, ranking)
+                for low, high, ranking in _collapse_budgets(budgets)
+            )
         elbo = summary[(summary["model"] == model) & (summary["method"] == "elbo")]
         if len(elbo):
             gap = elbo.sort_values("num_samples")["bias"].iloc[-1]
             if abs(gap) > ROUNDOFF_BIAS:
-                text += (f" The ELBO stays {abs(gap):.3g} nats below log p(x) at the largest M: "
-                         "its KL gap, which more samples do not close.")
+                text += (
+                    f" The ELBO stays {abs(gap):.3g} nats below log p(x) at the largest M: "
+                    "its KL gap, which more samples do not close."
+                )
         texts[model] = text
     return texts
 
@@ -340,8 +454,12 @@ def _exact_verdict(exact, budgets):
     verb = "is" if len(exact) == 1 else "are"
     text = f"{' and '.join(exact)} {verb} exact (RMSE at round-off) at every time budget."
     others = [(budget, ranking[~ranking["method"].isin(exact)]) for budget, ranking in budgets]
-    parts = [f"within {format_seconds(budget)} per repeat {rest['method'].iloc[0]} "
-             f"(RMSE {rest['rmse'].iloc[0]:.3g} nats)" for budget, rest in others if len(rest)]
+    parts = [
+        f"within {format_seconds(budget)} per repeat {rest['method'].iloc[0]} "
+        f"(RMSE {rest['rmse'].iloc[0]:.3g} nats)"
+        for budget, rest in others
+        if len(rest)
+    ]
     return text + (" Best of the others: " + "; ".join(parts) + "." if parts else "")
 
 
@@ -359,16 +477,23 @@ def _collapse_budgets(budgets):
 
 def _budget_sentence(low, high, ranking):
     """'Within 1.2 ms per repeat: A wins (RMSE 0.1 nats vs 0.5 for B, 5x smaller).'"""
-    head = (f"Within {format_seconds(high)} per repeat" if low == high else
-            f"At every budget from {format_seconds(low)} to {format_seconds(high)} per repeat")
+    head = (
+        f"Within {format_seconds(high)} per repeat"
+        if low == high
+        else f"At every budget from {format_seconds(low)} to {format_seconds(high)} per repeat"
+    )
     winner, rmse = ranking["method"].iloc[0], ranking["rmse"].iloc[0]
     if len(ranking) == 1:
         return f"{head}: {winner} (RMSE {rmse:.3g} nats)."
     runner_up, runner_rmse = ranking["method"].iloc[1], ranking["rmse"].iloc[1]
     if rmse <= EXACT_RMSE:
-        return f"{head}: {winner} is exact (RMSE at round-off; {runner_up}: {runner_rmse:.3g} nats)."
-    return (f"{head}: {winner} wins (RMSE {rmse:.3g} nats vs {runner_rmse:.3g} for "
-            f"{runner_up}, {runner_rmse / rmse:.3g}x smaller).")
+        return (
+            f"{head}: {winner} is exact (RMSE at round-off; {runner_up}: {runner_rmse:.3g} nats)."
+        )
+    return (
+        f"{head}: {winner} wins (RMSE {rmse:.3g} nats vs {runner_rmse:.3g} for "
+        f"{runner_up}, {runner_rmse / rmse:.3g}x smaller)."
+    )
 
 
 def format_seconds(seconds):

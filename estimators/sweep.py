@@ -33,6 +33,7 @@ all its cells: finished cells of earlier runs outside this run's selection (othe
 methods or M) stay in ``results.parquet`` (``results.merge_folder_cells``). A model that cannot
 be fingerprinted (``estimators.fingerprint``) cannot be saved for resuming: ``out=`` refuses it.
 """
+
 import hashlib
 import json
 import re
@@ -69,17 +70,30 @@ from estimators.results import (
 
 TRUTHS_DIR = "truths"
 ROW_CHUNK_BUDGET = 2**20  # rows × chunk size of one call: bounds the memory of a chunk
-RESULTS_VERSION = 2  # bump when the meaning of stored numbers changes (2: method specs, diagnostics)
+RESULTS_VERSION = (
+    2  # bump when the meaning of stored numbers changes (2: method specs, diagnostics)
+)
 PROGRESS_OVERHEAD = 64  # a cell's fixed cost for the progress bar, in samples per row
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 DIAGNOSTICS = ("ess", "khat", "accept", "stages")  # per-point columns; NaN where a method has none
 
 
-def sweep(models: dict[str, LatentVariableModel], methods: Sequence[str],
-          num_samples: Sequence[int] | dict, repeats: int, data: dict[str, ArrayLike],
-          seed: int = 0, *, out: str | Path | None = None, progress: bool = True,
-          jit_compile: bool | str = "auto", min_chunk: int = 1, max_chunk: int = 256,
-          metadata: dict | None = None, latents: dict | None = None) -> pd.DataFrame:
+def sweep(
+    models: dict[str, LatentVariableModel],
+    methods: Sequence[str],
+    num_samples: Sequence[int] | dict,
+    repeats: int,
+    data: dict[str, ArrayLike],
+    seed: int = 0,
+    *,
+    out: str | Path | None = None,
+    progress: bool = True,
+    jit_compile: bool | str = "auto",
+    min_chunk: int = 1,
+    max_chunk: int = 256,
+    metadata: dict | None = None,
+    latents: dict | None = None,
+) -> pd.DataFrame:
     """Run every (model, method, M) cell ``repeats`` times; return the tidy results table.
 
     models: {name: model}; data: {name: x [N, D]} (a key per model); methods: names or specs
@@ -105,28 +119,50 @@ def sweep(models: dict[str, LatentVariableModel], methods: Sequence[str],
     out = None if out is None else Path(out)
     truths_dir = None if out is None else out / TRUTHS_DIR
     latents = latents or {}
-    states = {name: _ModelState(name, model, data[name], truths_dir, latents.get(name))
-              for name, model in models.items()}
+    states = {
+        name: _ModelState(name, model, data[name], truths_dir, latents.get(name))
+        for name, model in models.items()
+    }
     cells, skipped = [], []
     for m in models:
         for spec in specs:
             try:
-                registry.check_applicable(spec, states[m].model,
-                                          posterior_samples=states[m].latents)
+                registry.check_applicable(
+                    spec, states[m].model, posterior_samples=states[m].latents
+                )
             except ValueError as err:
                 skipped.append({"model": m, "method": spec.canonical, "reason": str(err)})
                 continue
             minimum = spec.method.min_samples
             too_small = [M for M in budgets[spec.canonical] if M < minimum]
             if too_small:
-                skipped.append({"model": m, "method": spec.canonical, "reason":
-                                f"{spec.name} needs num_samples >= {minimum}; skipped M = "
-                                f"{', '.join(map(str, too_small))}"})
-            cells += [_Cell(states[m], spec, M, repeats, int(seed), jit_compile, int(min_chunk),
-                            int(max_chunk)) for M in budgets[spec.canonical] if M >= minimum]
+                skipped.append(
+                    {
+                        "model": m,
+                        "method": spec.canonical,
+                        "reason": f"{spec.name} needs num_samples >= {minimum}; skipped M = "
+                        f"{', '.join(map(str, too_small))}",
+                    }
+                )
+            cells += [
+                _Cell(
+                    states[m],
+                    spec,
+                    M,
+                    repeats,
+                    int(seed),
+                    jit_compile,
+                    int(min_chunk),
+                    int(max_chunk),
+                )
+                for M in budgets[spec.canonical]
+                if M >= minimum
+            ]
     if not cells:
-        raise ValueError("no method applies to any model: " + "; ".join(
-            f"{s['model']}/{s['method']}: {s['reason']}" for s in skipped))
+        raise ValueError(
+            "no method applies to any model: "
+            + "; ".join(f"{s['model']}/{s['method']}: {s['reason']}" for s in skipped)
+        )
     methods = [spec.canonical for spec in specs]
     num_samples = sorted({M for values in budgets.values() for M in values})
     if out is not None:
@@ -149,14 +185,39 @@ def sweep(models: dict[str, LatentVariableModel], methods: Sequence[str],
 
     df = tidy(pd.concat(frames, ignore_index=True))
     df.attrs = {
-        "config": _run_config(cells, models, methods, num_samples, repeats, seed, jit_compile,
-                              min_chunk, max_chunk, metadata),
+        "config": _run_config(
+            cells,
+            models,
+            methods,
+            num_samples,
+            repeats,
+            seed,
+            jit_compile,
+            min_chunk,
+            max_chunk,
+            metadata,
+        ),
         "environment": environment_info(xla=jit_compile),
-        "compile": [{k: r.get(k) for k in ("model", "method", "num_samples", "compile_seconds",
-                                           "chunk_size", "repeats_per_call", "jit_compile")}
-                    for r in compile_records],
-        "run": {"wall_seconds": time.perf_counter() - started, "loaded_cells": loaded,
-                "computed_cells": len(cells) - loaded},
+        "compile": [
+            {
+                k: r.get(k)
+                for k in (
+                    "model",
+                    "method",
+                    "num_samples",
+                    "compile_seconds",
+                    "chunk_size",
+                    "repeats_per_call",
+                    "jit_compile",
+                )
+            }
+            for r in compile_records
+        ],
+        "run": {
+            "wall_seconds": time.perf_counter() - started,
+            "loaded_cells": loaded,
+            "computed_cells": len(cells) - loaded,
+        },
         "skipped": skipped,
     }
     if out is not None:
@@ -166,6 +227,7 @@ def sweep(models: dict[str, LatentVariableModel], methods: Sequence[str],
 
 
 # --------------------------------------------------------------------------- arguments & config
+
 
 def _check_arguments(models, methods, num_samples, repeats, data):
     """Validated (method specs, {canonical method: sorted M list}, repeats); ValueError naming
@@ -220,12 +282,18 @@ def resolve_jit_compile(jit_compile):
     return jit_compile
 
 
-def _run_config(cells, models, methods, num_samples, repeats, seed, jit_compile, min_chunk,
-                max_chunk, metadata):
+def _run_config(
+    cells, models, methods, num_samples, repeats, seed, jit_compile, min_chunk, max_chunk, metadata
+):
     config = {
-        "models": list(models), "methods": list(methods), "num_samples": list(num_samples),
-        "repeats": repeats, "seed": int(seed), "jit_compile": jit_compile,
-        "min_chunk": min_chunk, "max_chunk": max_chunk,
+        "models": list(models),
+        "methods": list(methods),
+        "num_samples": list(num_samples),
+        "repeats": repeats,
+        "seed": int(seed),
+        "jit_compile": jit_compile,
+        "min_chunk": min_chunk,
+        "max_chunk": max_chunk,
         "num_points": {c.state.name: c.state.num_points for c in cells},
         "cell_fingerprints": {c.cell_id: c.fingerprint for c in cells},
         "results_version": RESULTS_VERSION,
@@ -240,13 +308,15 @@ def _check_existing_results(out, cells):
     path = out / RESULTS_FILE
     if path.exists():
         stored = read_metadata(path).get("config", {}).get("cell_fingerprints", {})
-        clashes = [c.cell_id for c in cells
-                   if c.cell_id in stored and stored[c.cell_id] != c.fingerprint]
+        clashes = [
+            c.cell_id for c in cells if c.cell_id in stored and stored[c.cell_id] != c.fingerprint
+        ]
         if clashes:
             raise ResultsError(
                 f"{path} holds results of a different configuration (seed, repeats, data, model "
                 f"parameters, compilation mode or chunking differ) for {len(clashes)} cell(s), "
-                f"e.g. {clashes[0]}; use another output folder or delete {out}")
+                f"e.g. {clashes[0]}; use another output folder or delete {out}"
+            )
     for cell in cells:
         cell_path = out / CELLS_DIR / cell.filename
         if cell_path.exists():
@@ -258,12 +328,15 @@ def _check_cell_record(path, record, cell):
     if record.get("fingerprint") != cell.fingerprint:
         stored = record.get("settings", {})
         differ = sorted(k for k in cell.settings if stored.get(k) != cell.settings[k])
-        raise ResultsError(f"{path} was computed with a different configuration "
-                           f"({', '.join(differ) or 'unknown'} differ); use another output "
-                           "folder or delete the file")
+        raise ResultsError(
+            f"{path} was computed with a different configuration "
+            f"({', '.join(differ) or 'unknown'} differ); use another output "
+            "folder or delete the file"
+        )
 
 
 # --------------------------------------------------------------------------- models and cells
+
 
 class _ModelState:
     """A model with its data, fingerprint and (computed once, lazily) truths and proposals."""
@@ -276,13 +349,17 @@ class _ModelState:
         if latents is not None:
             self.latents = tf.convert_to_tensor(np.asarray(latents), model.dtype)
             if self.latents.shape.as_list() != [self.num_points, model.latent_dim]:
-                raise ValueError(f"latents of {name} must have shape [N, d] = "
-                                 f"{[self.num_points, model.latent_dim]}; got "
-                                 f"{self.latents.shape.as_list()}")
+                raise ValueError(
+                    f"latents of {name} must have shape [N, d] = "
+                    f"{[self.num_points, model.latent_dim]}; got "
+                    f"{self.latents.shape.as_list()}"
+                )
         self.fingerprint = _fingerprint(name, model, self.x, resumable=truths_dir is not None)
         if self.latents is not None and self.fingerprint is not None:
-            self.fingerprint = _sha256((self.fingerprint + "latents").encode()
-                                       + np.ascontiguousarray(self.latents.numpy()).tobytes())
+            self.fingerprint = _sha256(
+                (self.fingerprint + "latents").encode()
+                + np.ascontiguousarray(self.latents.numpy()).tobytes()
+            )
         self._truth = None
         self._prior_proposal = None
         self._tiled = {}
@@ -294,14 +371,19 @@ class _ModelState:
             if path is not None and path.exists():
                 stored = read_table(path)
                 if stored.attrs.get("fingerprint") != self.fingerprint:
-                    raise ResultsError(f"{path} holds the truth of a different model or data set; "
-                                       "use another output folder or delete it")
+                    raise ResultsError(
+                        f"{path} holds the truth of a different model or data set; "
+                        "use another output folder or delete it"
+                    )
                 self._truth = (stored["truth"].to_numpy(), stored["truth_se"].to_numpy())
             else:
                 self._truth = reference_log_marginal(self.model, self.x)
                 if path is not None:
-                    write_table(pd.DataFrame({"truth": self._truth[0], "truth_se": self._truth[1]}),
-                                path, {"fingerprint": self.fingerprint, "model": self.name})
+                    write_table(
+                        pd.DataFrame({"truth": self._truth[0], "truth_se": self._truth[1]}),
+                        path,
+                        {"fingerprint": self.fingerprint, "model": self.name},
+                    )
         return self._truth
 
     def prior_proposal(self, seed):
@@ -314,8 +396,10 @@ class _ModelState:
         """(x, latents or None) repeated ``copies`` times along the rows: row r·N + n is point
         n of repeat r."""
         if copies not in self._tiled:
-            self._tiled[copies] = (tf.tile(self.x, [copies, 1]), None if self.latents is None
-                                   else tf.tile(self.latents, [copies, 1]))
+            self._tiled[copies] = (
+                tf.tile(self.x, [copies, 1]),
+                None if self.latents is None else tf.tile(self.latents, [copies, 1]),
+            )
         return self._tiled[copies]
 
 
@@ -340,8 +424,9 @@ class _Cell:
         self.chunk_size = min(max(self.num_samples, self.min_chunk), self.max_chunk)
         max_copies = max(1, ROW_CHUNK_BUDGET // (self.chunk_size * self.state.num_points))
         # The largest divisor of R that fits: every call has the same shape (one compilation).
-        self.repeats_per_call = max(b for b in range(1, self.repeats + 1)
-                                    if self.repeats % b == 0 and b <= max_copies)
+        self.repeats_per_call = max(
+            b for b in range(1, self.repeats + 1) if self.repeats % b == 0 and b <= max_copies
+        )
 
     @property
     def cell_id(self):
@@ -358,10 +443,18 @@ class _Cell:
     @property
     def settings(self):
         """Everything that determines this cell's numbers (its stored fingerprint's inputs)."""
-        return {"model": self.state.name, "model_fingerprint": self.state.fingerprint,
-                "method": self.method, "num_samples": self.num_samples, "repeats": self.repeats,
-                "seed": self.seed, "jit_compile": self.jit_compile, "chunk_size": self.chunk_size,
-                "repeats_per_call": self.repeats_per_call, "results_version": RESULTS_VERSION}
+        return {
+            "model": self.state.name,
+            "model_fingerprint": self.state.fingerprint,
+            "method": self.method,
+            "num_samples": self.num_samples,
+            "repeats": self.repeats,
+            "seed": self.seed,
+            "jit_compile": self.jit_compile,
+            "chunk_size": self.chunk_size,
+            "repeats_per_call": self.repeats_per_call,
+            "results_version": RESULTS_VERSION,
+        }
 
     @property
     def fingerprint(self):
@@ -388,25 +481,43 @@ def _compute_cell(cell, warmed):
     options = compile_options(cell.method, cell.num_samples, cell.chunk_size)
 
     def call(num_samples, seed, jit_compile):
-        log_p, diag = estimate(state.model, x, cell.method, num_samples, seed=seed,
-                               proposal=proposal, chunk_size=cell.chunk_size,
-                               jit_compile=jit_compile, return_diagnostics=True,
-                               posterior_samples=latents, **options)
+        log_p, diag = estimate(
+            state.model,
+            x,
+            cell.method,
+            num_samples,
+            seed=seed,
+            proposal=proposal,
+            chunk_size=cell.chunk_size,
+            jit_compile=jit_compile,
+            return_diagnostics=True,
+            posterior_samples=latents,
+            **options,
+        )
         nan = np.full(int(x.shape[0]), np.nan)  # materialised: the work is finished
-        diagnostics = {k: np.asarray(diag[k], np.float64) if k in diag else nan
-                       for k in DIAGNOSTICS}
+        diagnostics = {
+            k: np.asarray(diag[k], np.float64) if k in diag else nan for k in DIAGNOSTICS
+        }
         # A method whose cost is random (smc: its number of stages) counts it per point.
         diagnostics["evaluations"] = (
-            np.asarray(diag["evaluations"], np.float64) if "evaluations" in diag
-            else np.full(nan.shape, float(cell.spec.evaluations(num_samples))))
+            np.asarray(diag["evaluations"], np.float64)
+            if "evaluations" in diag
+            else np.full(nan.shape, float(cell.spec.evaluations(num_samples)))
+        )
         return log_p.numpy(), diagnostics
 
     mode = cell.jit_compile
     if mode == PER_METHOD:
         mode = cell.spec.method.cpu_jit_compile
     compile_seconds = 0.0
-    shape_key = (state.name, cell.method, cell.chunk_size, int(x.shape[0]), mode,
-                 tuple(sorted(options.items())))
+    shape_key = (
+        state.name,
+        cell.method,
+        cell.chunk_size,
+        int(x.shape[0]),
+        mode,
+        tuple(sorted(options.items())),
+    )
     if shape_key not in warmed:
         start = time.perf_counter()
         # One chunk (at least the method's minimum M): compiles the function this cell uses.
@@ -420,16 +531,33 @@ def _compute_cell(cell, warmed):
         log_p, diagnostics = call(cell.num_samples, seed, mode)
         seconds = (time.perf_counter() - start) / b
         n = state.num_points
-        rows.append(pd.DataFrame({
-            "model": state.name, "method": cell.method, "num_samples": cell.num_samples,
-            "repeat": np.repeat(np.arange(call_index * b, (call_index + 1) * b), n),
-            "point": np.tile(np.arange(n), b),
-            "estimate": log_p.astype(np.float64), "truth": np.tile(truth, b),
-            "truth_se": np.tile(truth_se, b), **diagnostics, "seconds": seconds}))
-    record = {"model": state.name, "method": cell.method, "num_samples": cell.num_samples,
-              "compile_seconds": compile_seconds, "chunk_size": cell.chunk_size,
-              "repeats_per_call": b, "fingerprint": cell.fingerprint, "settings": cell.settings,
-              "jit_compile": mode}
+        rows.append(
+            pd.DataFrame(
+                {
+                    "model": state.name,
+                    "method": cell.method,
+                    "num_samples": cell.num_samples,
+                    "repeat": np.repeat(np.arange(call_index * b, (call_index + 1) * b), n),
+                    "point": np.tile(np.arange(n), b),
+                    "estimate": log_p.astype(np.float64),
+                    "truth": np.tile(truth, b),
+                    "truth_se": np.tile(truth_se, b),
+                    **diagnostics,
+                    "seconds": seconds,
+                }
+            )
+        )
+    record = {
+        "model": state.name,
+        "method": cell.method,
+        "num_samples": cell.num_samples,
+        "compile_seconds": compile_seconds,
+        "chunk_size": cell.chunk_size,
+        "repeats_per_call": b,
+        "fingerprint": cell.fingerprint,
+        "settings": cell.settings,
+        "jit_compile": mode,
+    }
     return tidy(pd.concat(rows, ignore_index=True)), record
 
 
@@ -447,11 +575,14 @@ def _fingerprint(name, model, x, resumable):
     """sha256 of the model's fingerprint and the data x; None for a model that cannot be
     fingerprinted, which only a sweep without ``out`` accepts (nothing saved is reused)."""
     try:
-        return _sha256(model_fingerprint(model).encode() + np.ascontiguousarray(x.numpy()).tobytes())
+        return _sha256(
+            model_fingerprint(model).encode() + np.ascontiguousarray(x.numpy()).tobytes()
+        )
     except FingerprintError as err:
         if resumable:
-            raise FingerprintError(f"model {name!r} cannot be saved for resuming: {err}; or run "
-                                   "the sweep without out=") from None
+            raise FingerprintError(
+                f"model {name!r} cannot be saved for resuming: {err}; or run the sweep without out="
+            ) from None
         return None
 
 

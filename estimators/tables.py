@@ -7,6 +7,7 @@ or a pipe should get (rich's terminal tables truncate to the terminal's width, 8
 without one). ``markdown`` is a GitHub table (pull-request comments, report.md). Numbers are
 shown to 4 significant digits in plain and markdown, in full in CSV and JSON.
 """
+
 import json
 import math
 
@@ -29,13 +30,17 @@ def plain_table(df: pd.DataFrame) -> str:
     """Fixed-width columns separated by two spaces; text left-aligned, numbers right-aligned."""
     columns = [str(c) for c in df.columns]
     cells = [[format_value(v) for v in row] for row in df.itertuples(index=False)]
-    numeric = [pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
-               for c in df.columns]
+    numeric = [
+        pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+        for c in df.columns
+    ]
     widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
 
     def line(values):
-        return "  ".join(v.rjust(w) if right else v.ljust(w)
-                         for v, w, right in zip(values, widths, numeric, strict=True)).rstrip()
+        return "  ".join(
+            v.rjust(w) if right else v.ljust(w)
+            for v, w, right in zip(values, widths, numeric, strict=True)
+        ).rstrip()
 
     return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
 
@@ -43,13 +48,15 @@ def plain_table(df: pd.DataFrame) -> str:
 def markdown_table(df: pd.DataFrame) -> str:
     """A GitHub-flavoured markdown table."""
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(format_value(v) for v in row) + " |"
-              for row in df.itertuples(index=False)]
+    lines += [
+        "| " + " | ".join(format_value(v) for v in row) + " |" for row in df.itertuples(index=False)
+    ]
     return "\n".join(lines)
 
 
 def records(df: pd.DataFrame) -> list[dict]:
     """Rows as JSON-ready dicts: numpy scalars as Python numbers, NaN and inf as None."""
+
     def plain(value):
         value = value.item() if isinstance(value, np.generic) else value
         return None if isinstance(value, float) and not math.isfinite(value) else value

@@ -1,4 +1,5 @@
 """Shared fixed-seed models for the tests."""
+
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,8 +20,12 @@ def make_linear_gaussian(D=5, d=2, sigma=0.8, dtype=tf.float32, seed=0):
 
 
 def make_gmm(dtype=tf.float32):
-    return GaussianMixture([0.5, 0.3, 0.2], [[-2.0, 0.0], [2.0, 1.0], [0.0, 3.0]],
-                           [[1.0, 0.5], [0.7, 1.2], [0.5, 0.5]], dtype=dtype)
+    return GaussianMixture(
+        [0.5, 0.3, 0.2],
+        [[-2.0, 0.0], [2.0, 1.0], [0.0, 3.0]],
+        [[1.0, 0.5], [0.7, 1.2], [0.5, 0.5]],
+        dtype=dtype,
+    )
 
 
 class LinearDecoder(tf.Module):
@@ -35,8 +40,13 @@ class LinearDecoder(tf.Module):
 
 
 def linear_infinite_mixture(lg):
-    return InfiniteMixture(LinearDecoder(lg), lg.latent_dim, data_dim=lg.data_dim,
-                           scale=float(lg.sigma.numpy()), dtype=lg.dtype)
+    return InfiniteMixture(
+        LinearDecoder(lg),
+        lg.latent_dim,
+        data_dim=lg.data_dim,
+        scale=float(lg.sigma.numpy()),
+        dtype=lg.dtype,
+    )
 
 
 def make_nonlinear(dtype=tf.float32, D=6, scale=0.3, seed=3):

@@ -3,6 +3,7 @@
 Exact answers come from enumeration (all 2^6 binary x) and grid quadrature (2-D latent).
 Statistical checks state their false-alarm rate; seeds are fixed, so a pass is reproducible.
 """
+
 import itertools
 
 import numpy as np
@@ -24,8 +25,9 @@ POINTS, REPEATS = 10, 400
 
 def exact_model(kind, latent_dim=1, seed=1):
     """A float64 model without encoder; d = 1 keeps quadrature over all 64 patterns cheap."""
-    return presets.autoregressive_infinite_mixture(kind, data_dim=D, latent_dim=latent_dim,
-                                                   seed=seed, posterior_pairs=0, dtype=tf.float64)
+    return presets.autoregressive_infinite_mixture(
+        kind, data_dim=D, latent_dim=latent_dim, seed=seed, posterior_pairs=0, dtype=tf.float64
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +42,9 @@ def tiny(bernoulli_exact):
     """(model, x, log p(x)): the quadrature-truth model of the presets (D = 6, d = 1, Bernoulli,
     with a regression posterior; float32, as the estimators run) and 10 points drawn from it.
     Their truths are looked up in the quadrature table of its float64 twin (same weights)."""
-    model = presets.autoregressive_infinite_mixture(data_dim=D, latent_dim=1, seed=1,
-                                                    posterior_pairs=5000)
+    model = presets.autoregressive_infinite_mixture(
+        data_dim=D, latent_dim=1, seed=1, posterior_pairs=5000
+    )
     x = model.sample(POINTS, seed=11).numpy()
     return model, x, bernoulli_exact[1][_pattern_index(x)]
 
@@ -60,15 +63,24 @@ def random_dense_weights(network, seed=0):
 
 # ----------------------------------------------------------------------------- the masks
 
+
 def test_masks_are_tfps_connection_for_connection():
     """Our masks equal tfb.AutoregressiveNetwork's (its kernels are initialised masked, so their
     nonzero pattern is its mask). TFP orders outputs pixel-major (i * P + p); ours is (p * D + i)."""
     data_dim, latent_dim, hidden, params = 7, 3, [9, 5], 2
-    tfp_net = tfb.AutoregressiveNetwork(params=params, event_shape=[data_dim], conditional=True,
-                                        conditional_event_shape=[latent_dim], hidden_units=hidden)
+    tfp_net = tfb.AutoregressiveNetwork(
+        params=params,
+        event_shape=[data_dim],
+        conditional=True,
+        conditional_event_shape=[latent_dim],
+        hidden_units=hidden,
+    )
     tfp_net(tf.zeros([1, data_dim]), conditional_input=tf.zeros([1, latent_dim]))
-    kernels = [v.numpy() for v in tfp_net.trainable_variables
-               if v.shape.rank == 2 and v.shape[0] != latent_dim]  # the masked (not the z) ones
+    kernels = [
+        v.numpy()
+        for v in tfp_net.trainable_variables
+        if v.shape.rank == 2 and v.shape[0] != latent_dim
+    ]  # the masked (not the z) ones
     ours = made_masks(data_dim, hidden, params)
     assert len(kernels) == len(ours) == 3
     for k in range(2):
@@ -91,7 +103,7 @@ def test_changing_x_j_never_changes_the_parameters_of_pixels_up_to_j(num_params)
         changed = x.copy()
         changed[:, j] += rng.normal(size=50) * 3.0
         after = network(changed, z).numpy()
-        np.testing.assert_array_equal(after[..., :j + 1], before[..., :j + 1])
+        np.testing.assert_array_equal(after[..., : j + 1], before[..., : j + 1])
         if j + 1 < data_dim:
             assert np.all(np.abs(after[..., j + 1] - before[..., j + 1]) > 0)
 
@@ -107,6 +119,7 @@ def test_the_autoregressive_property_survives_saving_and_loading():
 
 
 # ----------------------------------------------------------------------------- normalisation
+
 
 def test_log_p_x_given_z_sums_to_one_over_all_binary_x(bernoulli_exact):
     """sum over the 2^6 patterns of p(x | z) = 1 for every z (exact enumeration, float64), also
@@ -141,6 +154,7 @@ def test_log_prob_is_the_sum_of_the_conditionals_and_broadcasts():
 
 # ----------------------------------------------------------------------------- sampling
 
+
 def _chi_squared_against(counts, probs):
     """Pearson's statistic and its degrees of freedom, pooling cells with expected count < 5."""
     expected = counts.sum() * probs
@@ -152,7 +166,7 @@ def _chi_squared_against(counts, probs):
 
 
 def _pattern_counts(x):
-    return np.bincount(_pattern_index(x), minlength=2 ** D)
+    return np.bincount(_pattern_index(x), minlength=2**D)
 
 
 def test_sampled_patterns_match_exp_log_prob_chi_squared(bernoulli_exact):
@@ -185,7 +199,9 @@ def test_gaussian_sampler_residuals_are_standard_normal_and_reparameterized():
     model = exact_model("autoregressive_gaussian")
     z = tf.Variable(tf.constant([[0.5]], tf.float64))
     with tf.GradientTape() as tape:
-        x = sampling.sample(model.likelihood(z), [8000], tf.constant([3, 3], tf.int64))  # [8000, 1, 6]
+        x = sampling.sample(
+            model.likelihood(z), [8000], tf.constant([3, 3], tf.int64)
+        )  # [8000, 1, 6]
         total = tf.reduce_sum(x)
     grad = tape.gradient(total, z)
     assert grad is not None and np.all(np.isfinite(grad.numpy())) and np.any(grad.numpy() != 0)
@@ -207,8 +223,10 @@ def test_likelihood_is_differentiable_in_z():
         h = 1e-6
         step = np.zeros((3, 1))
         step[:, 0] = h
-        fd = (tf.reduce_sum(model.likelihood(z + step).log_prob(x))
-              - tf.reduce_sum(model.likelihood(z - step).log_prob(x))).numpy() / (2 * h)
+        fd = (
+            tf.reduce_sum(model.likelihood(z + step).log_prob(x))
+            - tf.reduce_sum(model.likelihood(z - step).log_prob(x))
+        ).numpy() / (2 * h)
         assert fd == pytest.approx(grad[:, 0].sum(), rel=1e-5, abs=1e-7)
 
 
@@ -224,6 +242,7 @@ def test_sample_returns_latents_and_the_same_x():
 
 # ----------------------------------------------------------------------------- the estimators
 
+
 @pytest.mark.parametrize("method", methods.names())
 def test_every_estimator_against_the_quadrature_truth(tiny, bernoulli_exact, method):
     """Every registered method on the quadrature-truth model, judged by its bound direction:
@@ -237,13 +256,26 @@ def test_every_estimator_against_the_quadrature_truth(tiny, bernoulli_exact, met
     options, repeats, jit, latents = {}, REPEATS, False, None
     num_samples = max(16, spec.method.min_samples)  # psis needs a Pareto tail of 5 weights
     if spec.method.samples != "samples":  # chains or particles: a few temperatures, XLA
-        options, num_samples, repeats, jit = {"steps": 10} if "steps" in spec.kwargs else {}, 4, 100, True
+        options, num_samples, repeats, jit = (
+            {"steps": 10} if "steps" in spec.kwargs else {},
+            4,
+            100,
+            True,
+        )
     rows, truths = np.tile(x, (repeats, 1)), np.tile(truth, repeats)
     if methods.NEEDS_EXACT_SAMPLES in spec.method.needs:
         rows, latents = model.sample(POINTS * repeats, seed=5, return_latents=True)
         truths = bernoulli_exact[1][_pattern_index(rows.numpy())]
-    est = estimate(model, rows, method, num_samples, seed=7, jit_compile=jit,
-                   posterior_samples=latents, **options)
+    est = estimate(
+        model,
+        rows,
+        method,
+        num_samples,
+        seed=7,
+        jit_compile=jit,
+        posterior_samples=latents,
+        **options,
+    )
     error = np.asarray(est, np.float64) - truths
     se_error = error.std(ddof=1) / np.sqrt(error.size)
     if spec.method.bound == methods.LOWER:
@@ -259,6 +291,7 @@ def test_every_estimator_against_the_quadrature_truth(tiny, bernoulli_exact, met
 
 
 # ----------------------------------------------------------------------------- input checks
+
 
 def test_bernoulli_likelihoods_reject_non_binary_x(tiny):
     model = tiny[0]
@@ -280,8 +313,12 @@ def test_bad_networks_are_rejected():
     with pytest.raises(ValueError, match="min_scale"):
         InfiniteMixture(ConditionalMADE(4, 2, (8,), 2), 2, "autoregressive_gaussian", min_scale=0)
     with pytest.raises(ValueError, match="not log_scale"):
-        InfiniteMixture(ConditionalMADE(4, 2, (8,), 2), 2, "autoregressive_gaussian",
-                        log_scale=tf.Variable(tf.zeros([4])))
+        InfiniteMixture(
+            ConditionalMADE(4, 2, (8,), 2),
+            2,
+            "autoregressive_gaussian",
+            log_scale=tf.Variable(tf.zeros([4])),
+        )
     with pytest.raises(ValueError, match="z has last dimension 3"):
         net(np.zeros((1, 4)), np.zeros((1, 3)))
     with pytest.raises(ValueError, match="activation"):
@@ -300,17 +337,20 @@ def test_shipped_autoregressive_model_reproduces_its_manifest(name):
     is a > 5-sigma band). The manifest's latent usage is consistent with its own threshold."""
     from estimators import data as datasets
     from estimators import zoo
+
     model, info = zoo.load_model(name), zoo.manifest(name)
     assert model.autoregressive and model.likelihood_kind == info["architecture"]["likelihood"]
     assert datasets.dataset_name(name) == info["data"]
     results = info["results"]
-    elbo, se = zoo.mean_estimate_with_se(model, datasets.load_data(name, "test"), "elbo", 256,
-                                         seed=99)
+    elbo, se = zoo.mean_estimate_with_se(
+        model, datasets.load_data(name, "test"), "elbo", 256, seed=99
+    )
     assert np.hypot(se, results["test_elbo_se"]) < 0.01
     assert abs(elbo - results["test_elbo"]) < 0.05
     latent = results["latent"]
-    assert latent["active_dims"] == sum(kl > latent["active_threshold_nats"]
-                                        for kl in latent["kl_per_dim"])
+    assert latent["active_dims"] == sum(
+        kl > latent["active_threshold_nats"] for kl in latent["kl_per_dim"]
+    )
     assert results["test_log_p_se"] < 0.01 and results["test_log_p"] > results["test_elbo"]
 
 
@@ -320,10 +360,22 @@ def test_training_an_autoregressive_mixture_improves_it_and_keeps_the_masks():
     zero gradient, so Adam never moves them)."""
     from estimators.data import load_data
     from estimators.train import train
+
     x = load_data("digits-bernoulli", "train")[:256]
-    result = train(x, latent_dim=2, likelihood="autoregressive_bernoulli", objective="iwae",
-                   num_importance=4, epochs=3, eval_samples=4, decoder_hidden=(32,), encoder_hidden=(16,),
-                   learning_rate=3e-3, seed=0, progress=False)
+    result = train(
+        x,
+        latent_dim=2,
+        likelihood="autoregressive_bernoulli",
+        objective="iwae",
+        num_importance=4,
+        epochs=3,
+        eval_samples=4,
+        decoder_hidden=(32,),
+        encoder_hidden=(16,),
+        learning_rate=3e-3,
+        seed=0,
+        progress=False,
+    )
     valid = [h["valid"] for h in result.history]
     assert max(valid) > valid[0] and np.isfinite(result.final_valid_elbo)
     network = result.model.decoder
@@ -333,6 +385,7 @@ def test_training_an_autoregressive_mixture_improves_it_and_keeps_the_masks():
 
 def test_autoregressive_preset_pairs_each_model_with_its_twin():
     from estimators import zoo
+
     preset = presets.get_preset("autoregressive", quick=True)
     assert list(preset.models) == list(zoo.AUTOREGRESSIVE_MODELS)
     assert list(preset.methods) == methods.preset_default_names()
@@ -352,13 +405,24 @@ def test_report_models_table_reads_the_run_and_the_manifests():
 
     from estimators import zoo
     from estimators.report import model_facts
+
     rows = []
     for model in ("digits-bernoulli-ar-d8", "toy"):
-        for method, bias, variance in (("elbo", -0.5, 0.1), ("naive_mc", -2.0, 3.0),
-                                       ("posterior_is", -0.01, 0.02)):
+        for method, bias, variance in (
+            ("elbo", -0.5, 0.1),
+            ("naive_mc", -2.0, 3.0),
+            ("posterior_is", -0.01, 0.02),
+        ):
             for m in (16, 64):
-                rows.append(dict(model=model, method=method, num_samples=m,
-                                 bias=bias * (1.2 if m == 64 else 0.8), variance=variance * m))
+                rows.append(
+                    dict(
+                        model=model,
+                        method=method,
+                        num_samples=m,
+                        bias=bias * (1.2 if m == 64 else 0.8),
+                        variance=variance * m,
+                    )
+                )
     facts = model_facts(pd.DataFrame(rows)).set_index("model")
     assert facts.loc["toy", "ELBO gap"] == pytest.approx(0.5)
     assert facts.loc["toy", "Var naive MC M=64"] == pytest.approx(3.0 * 64)
@@ -366,5 +430,6 @@ def test_report_models_table_reads_the_run_and_the_manifests():
     assert facts.loc["toy", "active dims"] == "—" and np.isnan(facts.loc["toy", "latent carries"])
     latent = zoo.manifest("digits-bernoulli-ar-d8")["results"]["latent"]
     assert facts.loc["digits-bernoulli-ar-d8", "active dims"].startswith(
-        f"{latent['active_dims']} / 8")
+        f"{latent['active_dims']} / 8"
+    )
     assert facts.loc["digits-bernoulli-ar-d8", "latent carries"] == latent["latent_carries"]

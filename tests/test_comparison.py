@@ -5,6 +5,7 @@ log p^ is log of the mean of M log-normal weights with E[w] = 1 (biased low, ske
 ~ (e^{s^2} - 1) / M), with a spread s that differs between points. Timings are one number per
 cell with log-normal noise per cell and per pair and a shift of the whole run.
 """
+
 import json
 import subprocess
 import sys
@@ -24,9 +25,22 @@ METHODS = ("m1", "m2", "m3")
 NUM_SAMPLES = (1, 4, 16)
 
 
-def simulated_run(seed, *, points=8, repeats=4, models=MODELS, methods=METHODS,
-                  num_samples=NUM_SAMPLES, error_scale=None, log_m_dropped=(), slower=None,
-                  spreads=(0.5, 2.0), run_shift=0.3, pair_noise=0.1, cell_noise=0.1):
+def simulated_run(
+    seed,
+    *,
+    points=8,
+    repeats=4,
+    models=MODELS,
+    methods=METHODS,
+    num_samples=NUM_SAMPLES,
+    error_scale=None,
+    log_m_dropped=(),
+    slower=None,
+    spreads=(0.5, 2.0),
+    run_shift=0.3,
+    pair_noise=0.1,
+    cell_noise=0.1,
+):
     """A tidy results table. ``error_scale``: {method: factor} multiplying the errors;
     ``log_m_dropped``: methods whose estimates lack the - log M; ``slower``: {method: factor};
     ``spreads``: the range of the log weights' sd over the points."""
@@ -34,8 +48,9 @@ def simulated_run(seed, *, points=8, repeats=4, models=MODELS, methods=METHODS,
     spread = np.linspace(*spreads, points)[:, None, None]
     truth = np.linspace(-30.0, -5.0, points)
     shift = rng.normal(0, run_shift)
-    point, repeat = (a.ravel() for a in np.meshgrid(np.arange(points), np.arange(repeats),
-                                                    indexing="ij"))
+    point, repeat = (
+        a.ravel() for a in np.meshgrid(np.arange(points), np.arange(repeats), indexing="ij")
+    )
     columns = {k: [] for k in ("model", "method", "num_samples", "estimate", "seconds")}
     for model in models:
         for method in methods:
@@ -46,15 +61,28 @@ def simulated_run(seed, *, points=8, repeats=4, models=MODELS, methods=METHODS,
                 error = error * (error_scale or {}).get(method, 1.0)
                 if method in log_m_dropped:
                     error = error + np.log(m)
-                seconds = 1e-3 * (1 + m / 4) * np.exp(shift + pair_shift + rng.normal(0, cell_noise))
-                for name, value in (("model", model), ("method", method), ("num_samples", m),
-                                    ("seconds", seconds * (slower or {}).get(method, 1.0))):
+                seconds = (
+                    1e-3 * (1 + m / 4) * np.exp(shift + pair_shift + rng.normal(0, cell_noise))
+                )
+                for name, value in (
+                    ("model", model),
+                    ("method", method),
+                    ("num_samples", m),
+                    ("seconds", seconds * (slower or {}).get(method, 1.0)),
+                ):
                     columns[name].append(np.full(error.size, value))
                 columns["estimate"].append(truth[point] + error)
     cells = len(columns["estimate"])
-    return pd.DataFrame({**{k: np.concatenate(v) for k, v in columns.items()},
-                         "repeat": np.tile(repeat, cells), "point": np.tile(point, cells),
-                         "truth": np.tile(truth[point], cells), "truth_se": 0.0, "ess": 1.0})
+    return pd.DataFrame(
+        {
+            **{k: np.concatenate(v) for k, v in columns.items()},
+            "repeat": np.tile(repeat, cells),
+            "point": np.tile(point, cells),
+            "truth": np.tile(truth[point], cells),
+            "truth_se": 0.0,
+            "ess": 1.0,
+        }
+    )
 
 
 def binomial_bound(n, rate, quantile=0.999):
@@ -108,6 +136,7 @@ def test_same_code_false_alarm_rate_of_the_timing_test():
 
 # --------------------------------------------------------------------------- planted regressions
 
+
 def test_a_dropped_log_m_is_flagged():
     """log M = 1.4 and 2.8 nats at M = 4 and 16, against biases of 0.1 nats or less."""
     old = simulated_run(0, spreads=(0.2, 0.6))
@@ -123,7 +152,8 @@ def test_a_doubled_error_is_flagged_and_nothing_else():
     old, new = simulated_run(0), simulated_run(1, error_scale={"m3": 2.0})
     result = compare(old, new, "rmse")
     assert set(zip(result.regressions["model"], result.regressions["method"], strict=True)) == {
-        (model, "m3") for model in MODELS}
+        (model, "m3") for model in MODELS
+    }
     ratios = result.pairs.set_index("method").loc["m3", "ratio"]
     assert ((ratios > 1.5) & (ratios < 3.0)).all()  # 2, within the noise of 8 x 4 estimates
 
@@ -164,9 +194,12 @@ def test_bad_arguments_and_mismatched_runs():
 
 # --------------------------------------------------------------------------- output
 
+
 def test_every_format_carries_full_names():
-    old, new = simulated_run(0, models=("a_rather_long_model_name",)), simulated_run(
-        1, models=("a_rather_long_model_name",), error_scale={"m1": 3.0})
+    old, new = (
+        simulated_run(0, models=("a_rather_long_model_name",)),
+        simulated_run(1, models=("a_rather_long_model_name",), error_scale={"m1": 3.0}),
+    )
     result = compare(old, new)
     plain = render(result, "plain", "old -> new")
     assert "a_rather_long_model_name" in plain and "…" not in plain and "REGRESSION" in plain
@@ -189,23 +222,33 @@ def two_runs(tmp_path):
 def test_cli_compare_piped_is_plain_text(two_runs):
     """Without a terminal (CI logs, pipes) every name and number is printed in full."""
     old, new = two_runs
-    code = ("import sys; from estimators.cli import main; "
-            f"sys.argv = ['estimators', 'compare', {str(old)!r}, {str(new)!r}]; main()")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={"COLUMNS": "80", "PATH": ""}).stdout
+    code = (
+        "import sys; from estimators.cli import main; "
+        f"sys.argv = ['estimators', 'compare', {str(old)!r}, {str(new)!r}]; main()"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"COLUMNS": "80", "PATH": ""},
+    ).stdout
     assert "…" not in out and "variance ratio" in out and "REGRESSION a/m2" in out
     assert max(map(len, out.splitlines())) > 80  # not cut to the 80 columns of a CI log
 
 
-@pytest.mark.parametrize("fmt, check", [
-    ("json", lambda out: json.loads(out)["metric"] == "rmse"),
-    ("csv", lambda out: out.startswith("model,method,num_samples,")),
-    ("markdown", lambda out: "| model | method |" in out),
-])
+@pytest.mark.parametrize(
+    "fmt, check",
+    [
+        ("json", lambda out: json.loads(out)["metric"] == "rmse"),
+        ("csv", lambda out: out.startswith("model,method,num_samples,")),
+        ("markdown", lambda out: "| model | method |" in out),
+    ],
+)
 def test_cli_compare_formats(two_runs, fmt, check):
     old, new = two_runs
-    result = CliRunner().invoke(app, ["compare", str(old), str(new), "--format", fmt,
-                                      "--fail-on-regression"])
+    result = CliRunner().invoke(
+        app, ["compare", str(old), str(new), "--format", fmt, "--fail-on-regression"]
+    )
     assert result.exit_code == 1 and check(result.stdout), result.output
     bad = CliRunner().invoke(app, ["compare", str(old), str(new), "--format", "xml"])
     assert bad.exit_code == 2 and "unknown format" in bad.output

@@ -1,4 +1,5 @@
 """model_fingerprint: one fingerprint from public state; it refuses what it cannot see."""
+
 import inspect
 
 import numpy as np
@@ -18,9 +19,12 @@ def with_encoder(model, seed=0):
     return model
 
 
-MODELS = {"linear_gaussian": make_linear_gaussian, "gmm": make_gmm,
-          "infinite_mixture": make_nonlinear,
-          "with_encoder": lambda: with_encoder(make_nonlinear())}
+MODELS = {
+    "linear_gaussian": make_linear_gaussian,
+    "gmm": make_gmm,
+    "infinite_mixture": make_nonlinear,
+    "with_encoder": lambda: with_encoder(make_nonlinear()),
+}
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -50,7 +54,9 @@ def test_what_changes_the_fingerprint_and_what_does_not():
     model.amortized_posterior = None  # the attached encoder
     assert model_fingerprint(model) != before
     assert model_fingerprint(make_nonlinear(scale=0.31)) != model_fingerprint(make_nonlinear())
-    assert model_fingerprint(make_nonlinear(dtype=tf.float64)) != model_fingerprint(make_nonlinear())
+    assert model_fingerprint(make_nonlinear(dtype=tf.float64)) != model_fingerprint(
+        make_nonlinear()
+    )
 
 
 def test_what_cannot_be_seen_is_refused():

@@ -1,4 +1,5 @@
 """The registry of methods: specs, canonical names, and that it is the only list of methods."""
+
 import re
 from pathlib import Path
 
@@ -29,16 +30,19 @@ def test_keyword_options_override_the_spec_and_values_are_typed():
     assert spec.kwargs["leapfrog"] == 5 and isinstance(spec.kwargs["leapfrog"], int)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("nope", "unknown method 'nope'; choose from naive_mc"),
-    ("ais:bogus=1", "valid options: steps, schedule"),
-    ("ais:steps", "bad option 'steps'"),
-    ("ais:steps=1,steps=2", "given twice"),
-    ("ais:steps=-3", "steps must be >= 1"),
-    ("ais:schedule=cubic", "schedule must be one of linear, sigmoid, geometric"),
-    ("naive_mc:steps=3", "valid options: none"),
-    ("", "a method is a name"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("nope", "unknown method 'nope'; choose from naive_mc"),
+        ("ais:bogus=1", "valid options: steps, schedule"),
+        ("ais:steps", "bad option 'steps'"),
+        ("ais:steps=1,steps=2", "given twice"),
+        ("ais:steps=-3", "steps must be >= 1"),
+        ("ais:schedule=cubic", "schedule must be one of linear, sigmoid, geometric"),
+        ("naive_mc:steps=3", "valid options: none"),
+        ("", "a method is a name"),
+    ],
+)
 def test_bad_specs_name_the_problem(spec, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         methods.parse(spec)

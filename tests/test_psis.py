@@ -4,6 +4,7 @@ ArviZ (a test-only dependency, pinned in pyproject's ``test`` extra) is the refe
 k-hat and the smoothed weights. Statistical checks use fixed seeds and tolerances of K standard
 errors; repeats are rows of a tiled x (each row draws its own samples).
 """
+
 import warnings
 
 import numpy as np
@@ -30,9 +31,11 @@ LG = make_linear_gaussian(D=6, d=2, sigma=0.5)  # one model: compiled functions 
 def scaled_posterior(model, scale, shift=0.0):
     """q(z|x): the exact posterior shifted and scaled. scale < 1 makes the weights heavy-tailed
     (for a Gaussian, w has moments of order < 1 / (1 - scale^2): Pareto k = 1 - scale^2)."""
+
     def q(x):
         post = model.posterior(x)
         return tfd.MultivariateNormalTriL(post.mean() + shift, scale * post.scale_tril)
+
     return q
 
 
@@ -51,7 +54,7 @@ def streamed_tail(log_w, chunk, rest=False):
     top = pareto.empty_top(n, pareto.capacity(num_samples), tf.float64)
     sums = pareto.empty_rest(n, tf.float64)
     for start in range(0, num_samples, chunk):
-        lw = tf.constant(log_w[start:start + chunk])
+        lw = tf.constant(log_w[start : start + chunk])
         if rest:
             top, sums = pareto.update_top_and_rest(top, sums, lw)
         else:
@@ -69,8 +72,9 @@ def psis_log_mean(log_w, chunk=None):
 def arviz_psis(log_w):
     """(k-hat [N], log mean of ArviZ's unnormalised smoothed weights [N]) for log_w [M, N]."""
     smoothed, khat = arviz.psislw(np.ascontiguousarray(log_w.T), normalize=False)
-    return khat, np.log(np.mean(np.exp(smoothed - smoothed.max(axis=1, keepdims=True)), axis=1)) \
-        + smoothed.max(axis=1)
+    return khat, np.log(
+        np.mean(np.exp(smoothed - smoothed.max(axis=1, keepdims=True)), axis=1)
+    ) + smoothed.max(axis=1)
 
 
 def fixed_log_weights(kind, num_samples, columns=4, seed=0):
@@ -89,6 +93,7 @@ def fixed_log_weights(kind, num_samples, columns=4, seed=0):
 
 # ---------------------------------------------------------------------------------- ArviZ
 
+
 @pytest.mark.parametrize("kind", ["normal", "student_t", "pareto", "bounded"])
 @pytest.mark.parametrize("num_samples", [21, 64, 1000, 4096])
 def test_khat_and_psis_estimate_agree_with_arviz(kind, num_samples):
@@ -103,24 +108,46 @@ def test_estimator_khat_and_psis_agree_with_arviz_on_their_own_weights():
     """Rebuild the estimator's log weights from its chunk seeds (graph mode = eager kernels)."""
     x = LG.sample(3, seed=1)
     num_samples, chunk, seed = 300, 64, 11
-    log_p, diag = estimate(LG, x, "psis", num_samples, seed=seed, proposal=NARROW, chunk_size=chunk,
-                           jit_compile=False, return_diagnostics=True)
+    log_p, diag = estimate(
+        LG,
+        x,
+        "psis",
+        num_samples,
+        seed=seed,
+        proposal=NARROW,
+        chunk_size=chunk,
+        jit_compile=False,
+        return_diagnostics=True,
+    )
     spec, q, base = methods.parse("psis"), NARROW(x), as_seed(seed)
-    chunks = [importance.standard_log_weights(
-        LG, spec, x, q, tf.random.experimental.stateless_fold_in(base, i, alg="philox"), chunk)
-        for i in range(-(-num_samples // chunk))]
+    chunks = [
+        importance.standard_log_weights(
+            LG, spec, x, q, tf.random.experimental.stateless_fold_in(base, i, alg="philox"), chunk
+        )
+        for i in range(-(-num_samples // chunk))
+    ]
     log_w = tf.concat(chunks, axis=0)[:num_samples].numpy().astype(np.float64)
     khat, log_mean = arviz_psis(log_w)
     np.testing.assert_allclose(diag["khat"].numpy(), khat, atol=1e-3)
     np.testing.assert_allclose(log_p.numpy(), log_mean, atol=1e-4)
     # The same weights through posterior_is (same chunk seeds): its k-hat and its plain estimate.
-    plain, plain_diag = estimate(LG, x, "posterior_is", num_samples, seed=seed, proposal=NARROW,
-                                 chunk_size=chunk, jit_compile=False, return_diagnostics=True)
+    plain, plain_diag = estimate(
+        LG,
+        x,
+        "posterior_is",
+        num_samples,
+        seed=seed,
+        proposal=NARROW,
+        chunk_size=chunk,
+        jit_compile=False,
+        return_diagnostics=True,
+    )
     np.testing.assert_allclose(plain_diag["khat"].numpy(), khat, atol=1e-3)
     np.testing.assert_allclose(plain.numpy(), np.log(np.mean(np.exp(log_w), axis=0)), atol=1e-4)
 
 
 # ---------------------------------------------------------------------- the tail and its index
+
 
 @pytest.mark.parametrize("k", [-0.2, 0.3, 0.7, 1.2])
 def test_khat_recovers_a_known_tail_index(k):
@@ -140,7 +167,9 @@ def test_khat_recovers_a_known_tail_index(k):
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
 def test_streaming_top_gives_the_same_khat_as_sorting_every_weight(chunk):
     log_w = fixed_log_weights("student_t", 1000, columns=5, seed=3)
-    top = tf.sort(tf.constant(log_w.T), axis=1, direction="DESCENDING")[:, :pareto.tail_size(1000) + 1]
+    top = tf.sort(tf.constant(log_w.T), axis=1, direction="DESCENDING")[
+        :, : pareto.tail_size(1000) + 1
+    ]
     whole = pareto.pareto_tail(top, 1000)
     streamed = streamed_tail(log_w, chunk)
     np.testing.assert_array_equal(streamed.khat.numpy(), whole.khat.numpy())
@@ -176,17 +205,21 @@ def test_no_tail_to_fit_gives_nan_and_leaves_the_weights_alone():
 
 # ---------------------------------------------------------------------------- the estimators
 
-@pytest.mark.parametrize("method", ["naive_mc", "prior_is", "posterior_is", "psis",
-                                    "defensive_is", "jackknife_iwae"])
+
+@pytest.mark.parametrize(
+    "method", ["naive_mc", "prior_is", "posterior_is", "psis", "defensive_is", "jackknife_iwae"]
+)
 def test_every_importance_sampler_reports_khat_with_diagnostics(method):
     x = LG.sample(4, seed=2)
     proposal = None if method in ("naive_mc", "prior_is") else NARROW
-    log_p, diag = estimate(LG, x, method, 64, seed=1, proposal=proposal, return_diagnostics=True,
-                           jit_compile=False)
+    log_p, diag = estimate(
+        LG, x, method, 64, seed=1, proposal=proposal, return_diagnostics=True, jit_compile=False
+    )
     assert set(diag) == {"ess", "khat"}
     assert np.all(np.isfinite(diag["khat"].numpy())) and np.all(np.isfinite(log_p.numpy()))
-    _, diag = estimate(LG, x, "elbo", 64, seed=1, proposal=NARROW, return_diagnostics=True,
-                       jit_compile=False)
+    _, diag = estimate(
+        LG, x, "elbo", 64, seed=1, proposal=NARROW, return_diagnostics=True, jit_compile=False
+    )
     assert set(diag) == {"ess"}
 
 
@@ -214,7 +247,9 @@ def test_psis_has_no_larger_rmse_than_posterior_is_on_heavy_tails():
     estimators see the same weights: the paired difference of squared errors is tested."""
     x, truth = tiled(5, 1000)
     for num_samples in (32, 100):
-        plain = estimate(LG, x, "posterior_is", num_samples, seed=3, proposal=NARROW).numpy() - truth
+        plain = (
+            estimate(LG, x, "posterior_is", num_samples, seed=3, proposal=NARROW).numpy() - truth
+        )
         smoothed = estimate(LG, x, "psis", num_samples, seed=3, proposal=NARROW).numpy() - truth
         diff = smoothed**2 - plain**2
         assert diff.mean() < K * diff.std(ddof=1) / np.sqrt(diff.size), num_samples
@@ -226,13 +261,15 @@ def test_defensive_is_is_unbiased_and_its_weights_are_bounded():
     most max_z p(x|z) / alpha = N(0; 0, sigma^2 I) / alpha."""
     x, truth = tiled(5, 800)
     for alpha in (0.1, 0.5):
-        est = estimate(LG, x, "defensive_is", 4, seed=7, proposal=NARROW, alpha=alpha,
-                       jit_compile=False).numpy()
+        est = estimate(
+            LG, x, "defensive_is", 4, seed=7, proposal=NARROW, alpha=alpha, jit_compile=False
+        ).numpy()
         ratio = np.exp(est - truth)
         se = ratio.std(ddof=1) / np.sqrt(ratio.size)
         assert abs(ratio.mean() - 1.0) < K * se, (alpha, ratio.mean(), se)
-        single = estimate(LG, x, "defensive_is", 1, seed=8, proposal=NARROW, alpha=alpha,
-                          jit_compile=False).numpy()
+        single = estimate(
+            LG, x, "defensive_is", 1, seed=8, proposal=NARROW, alpha=alpha, jit_compile=False
+        ).numpy()
         sigma = float(LG.sigma.numpy())
         bound = -0.5 * LG.data_dim * np.log(2 * np.pi * sigma**2) - np.log(alpha)
         assert single.max() <= bound + 1e-4
@@ -248,16 +285,25 @@ def test_jackknife_matches_the_leave_one_out_formula_even_with_a_dominant_weight
     log_w[:, 3] = -2.0  # all equal: J = log w exactly
     state = jackknife_iwae.init(4, tf.float64)
     for start in range(0, num_samples, 16):
-        state = jackknife_iwae.update(state, tf.constant(log_w[start:start + 16]))
-    stats = importance.Stats(tf.constant(num_samples), tf.reduce_logsumexp(log_w, axis=0),
-                             tf.reduce_logsumexp(2 * log_w, axis=0), tf.reduce_sum(log_w, axis=0),
-                             None, None, state)
+        state = jackknife_iwae.update(state, tf.constant(log_w[start : start + 16]))
+    stats = importance.Stats(
+        tf.constant(num_samples),
+        tf.reduce_logsumexp(log_w, axis=0),
+        tf.reduce_logsumexp(2 * log_w, axis=0),
+        tf.reduce_sum(log_w, axis=0),
+        None,
+        None,
+        state,
+    )
     got, _ = jackknife_iwae.finish(stats)
     w = np.exp(log_w - log_w.max(axis=0))
-    leave_out = np.array([[np.log(np.sum(np.delete(w[:, j], i))) for i in range(num_samples)]
-                          for j in range(4)]).T + log_w.max(axis=0)
+    leave_out = np.array(
+        [[np.log(np.sum(np.delete(w[:, j], i))) for i in range(num_samples)] for j in range(4)]
+    ).T + log_w.max(axis=0)
     full = np.log(np.sum(w, axis=0)) + log_w.max(axis=0) - np.log(num_samples)
-    want = num_samples * full - (num_samples - 1) * np.mean(leave_out - np.log(num_samples - 1), axis=0)
+    want = num_samples * full - (num_samples - 1) * np.mean(
+        leave_out - np.log(num_samples - 1), axis=0
+    )
     np.testing.assert_allclose(got.numpy(), want, atol=1e-9)
     assert got.numpy()[3] == pytest.approx(-2.0, abs=1e-12)
 
@@ -268,9 +314,11 @@ def test_jackknife_removes_most_of_the_iwae_bias():
     q = scaled_posterior(LG, 1.6, shift=0.3)
     x, truth = tiled(5, 4000)
     for num_samples in (8, 16):
-        iwae, jack = (estimate(LG, x, method, num_samples, seed=4, proposal=q,
-                               jit_compile=False).numpy() - truth
-                      for method in ("posterior_is", "jackknife_iwae"))
+        iwae, jack = (
+            estimate(LG, x, method, num_samples, seed=4, proposal=q, jit_compile=False).numpy()
+            - truth
+            for method in ("posterior_is", "jackknife_iwae")
+        )
         se_iwae, se_jack = (e.std(ddof=1) / np.sqrt(e.size) for e in (iwae, jack))
         assert iwae.mean() < -K * se_iwae  # a resolved negative bias
         assert abs(jack.mean()) + K * se_jack < (abs(iwae.mean()) - K * se_iwae) / 2, num_samples
@@ -289,24 +337,29 @@ def test_sweep_skips_m_below_a_methods_minimum_and_stores_khat():
     data = {"lg": LG.sample(3, seed=0).numpy()}
     df = sweep({"lg": LG}, ["psis", "posterior_is"], [4, 32], 2, data, progress=False)
     assert sorted(df.loc[df["method"] == "psis", "num_samples"].unique()) == [32]
-    assert df.attrs["skipped"] == [{"model": "lg", "method": "psis",
-                                    "reason": "psis needs num_samples >= 21; skipped M = 4"}]
+    assert df.attrs["skipped"] == [
+        {"model": "lg", "method": "psis", "reason": "psis needs num_samples >= 21; skipped M = 4"}
+    ]
     assert df.loc[df["method"] == "psis", "khat"].isna().all()  # exact posterior: a flat tail
     assert df.loc[df["num_samples"] == 4, "khat"].isna().all()
 
 
 # ------------------------------------------------------------------------------- bad input
 
-@pytest.mark.parametrize("method, num_samples, kwargs, match", [
-    ("psis", 20, {}, "psis needs num_samples >= 21"),
-    ("jackknife_iwae", 1, {}, "jackknife_iwae needs num_samples >= 2"),
-    ("psis:beta=1", 64, {}, "unknown option 'beta' for method psis"),
-    ("defensive_is", 8, {"alpha": 1.0}, "alpha must be < 1.0"),
-    ("defensive_is", 8, {"alpha": -0.1}, "alpha must be >= 0.0"),
-    ("defensive_is", 8, {"alpha": "a lot"}, "alpha must be float"),
-    ("naive_mc", 300, {"tail_capacity": 16}, "tail_capacity = 16 is too small for M = 300"),
-    ("naive_mc", 300, {"tail_capacity": 0}, "tail_capacity must be a positive integer"),
-])
+
+@pytest.mark.parametrize(
+    "method, num_samples, kwargs, match",
+    [
+        ("psis", 20, {}, "psis needs num_samples >= 21"),
+        ("jackknife_iwae", 1, {}, "jackknife_iwae needs num_samples >= 2"),
+        ("psis:beta=1", 64, {}, "unknown option 'beta' for method psis"),
+        ("defensive_is", 8, {"alpha": 1.0}, "alpha must be < 1.0"),
+        ("defensive_is", 8, {"alpha": -0.1}, "alpha must be >= 0.0"),
+        ("defensive_is", 8, {"alpha": "a lot"}, "alpha must be float"),
+        ("naive_mc", 300, {"tail_capacity": 16}, "tail_capacity = 16 is too small for M = 300"),
+        ("naive_mc", 300, {"tail_capacity": 0}, "tail_capacity must be a positive integer"),
+    ],
+)
 def test_bad_input_raises_value_error_naming_the_problem(method, num_samples, kwargs, match):
     x = LG.sample(2, seed=0)
     with pytest.raises(ValueError, match=match):

@@ -7,6 +7,7 @@ Tolerances are K standard errors of the quantity tested; repeats are rows of a t
 runs its own particles). Compiling an SMC function costs tens of seconds here, so the tests share
 a few models and shapes (compiled functions are cached per model).
 """
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -36,14 +37,14 @@ class ScaledDecoder(tf.Module):
 # p(x|z) = prod Bernoulli(sigmoid(4 MLP(z))) over 20 pixels, z in R^2: log p(x) by quadrature.
 # Its ell = log p(x|z) is bounded above by 0 with a long lower tail (skewness -0.5 to -1.1 under
 # the prior for the test points): an asymmetric ell, unlike a Gaussian's symmetric test cases.
-BERNOULLI = InfiniteMixture(ScaledDecoder(MLP([2, 16, 20], seed=3), 4.0), 2,
-                            likelihood="bernoulli")
+BERNOULLI = InfiniteMixture(ScaledDecoder(MLP([2, 16, 20], seed=3), 4.0), 2, likelihood="bernoulli")
 
 
 def tiled(model, points, repeats, seed=5):
     x = model.sample(points, seed=seed).numpy()
-    return np.tile(x, (repeats, 1)), np.tile(model.log_marginal(x).numpy().astype(np.float64),
-                                             repeats)
+    return np.tile(x, (repeats, 1)), np.tile(
+        model.log_marginal(x).numpy().astype(np.float64), repeats
+    )
 
 
 def assert_mean_within(values, target, k=K):
@@ -57,9 +58,11 @@ def narrow(model, width=0.8):
     """A deliberately wrong q(z|x): p(z|x) 0.8x as wide. Its ell = log p(x, z) - log q(z|x) grows
     in q's tails (right-skewed); the importance weights still have finite variance (width >
     1/sqrt(2))."""
+
     def q(x):
         post = model.posterior(x)
         return tfd.MultivariateNormalDiag(post.mean(), width * post.stddev())
+
     return q
 
 
@@ -72,6 +75,7 @@ def lg_data():
 
 
 # ------------------------------------------------------------------------ exact answers
+
 
 def test_smc_from_the_prior_is_unbiased_for_p_in_linear_space(lg_data):
     """K = 12 particles (4 padding rows in an array of 16): E[p^ / p] = 1."""
@@ -97,8 +101,9 @@ def test_smc_from_a_mismatched_posterior_is_unbiased_and_population_adaptation_i
     x, truth = tiled(LG, 5, 300, seed=6)
     ratio = {}
     for adapt in ("pilot", "population"):
-        est = estimate(LG, x, f"smc:start=posterior,adapt={adapt}", 64, seed=3,
-                       proposal=NARROW).numpy()
+        est = estimate(
+            LG, x, f"smc:start=posterior,adapt={adapt}", 64, seed=3, proposal=NARROW
+        ).numpy()
         ratio[adapt] = np.exp(est.astype(np.float64) - truth)
     assert_mean_within(ratio["pilot"], 1.0)
     se = ratio["population"].std(ddof=1) / np.sqrt(ratio["population"].size)
@@ -121,8 +126,9 @@ def _flipped(log_w, ell, max_delta, log_target_ess):
 def _stage_ess_error(solver, log_w, ell, target):
     """|ESS after the step the solver picks - target| / target per point (inf where it ends the
     path, delta = 1: from the prior, every point here needs more than one stage)."""
-    delta, last = solver(log_w, ell, tf.ones([ell.shape[1]], ell.dtype),
-                         tf.math.log(tf.constant(target, ell.dtype)))
+    delta, last = solver(
+        log_w, ell, tf.ones([ell.shape[1]], ell.dtype), tf.math.log(tf.constant(target, ell.dtype))
+    )
     ess = np.exp(smc.log_ess(log_w, delta, ell).numpy())
     return np.where(last.numpy(), np.inf, np.abs(ess - target) / target)
 
@@ -158,14 +164,18 @@ def test_smc_from_the_exact_posterior_is_exact():
 
 # ------------------------------------------------------------------------ stage cap, compiling
 
+
 def test_the_stage_cap_is_an_error_naming_the_points(lg_data):
     """Two rows moved far out into the tails: from the prior, their path needs more stages than
     the others' (at most 5 here; 10 at a shift of 100), and eight cannot reach beta = 1."""
     x, _ = lg_data
     x = x.copy()
     x[[3, 7]] += 1000.0
-    with pytest.raises(ValueError, match=r"2 point\(s\) did not reach beta = 1 within "
-                                         r"max_stages = 8: rows 3 \(beta = .*\), 7 \(beta = "):
+    with pytest.raises(
+        ValueError,
+        match=r"2 point\(s\) did not reach beta = 1 within "
+        r"max_stages = 8: rows 3 \(beta = .*\), 7 \(beta = ",
+    ):
         estimate(LG, x, "smc:start=prior,max_stages=8", 12, seed=0)
 
 
@@ -173,8 +183,11 @@ def test_one_trace_serves_every_number_of_particles_and_every_option(lg_data):
     x, _ = lg_data
     """K and every option are tensor values (K = 9..16 share one array of 16 rows: one XLA
     compilation too; another power of two compiles again but does not retrace)."""
-    for particles, options in ((12, {}), (16, dict(target_ess=0.3, moves=1, max_stages=40)),
-                               (9, dict(leapfrog=3, step_size=0.2, pilot_particles=11))):
+    for particles, options in (
+        (12, {}),
+        (16, dict(target_ess=0.3, moves=1, max_stages=40)),
+        (9, dict(leapfrog=3, step_size=0.2, pilot_particles=11)),
+    ):
         est = estimate(LG, x, "smc:start=prior", particles, seed=particles, **options)
         assert np.all(np.isfinite(est.numpy()))
     fn = smc.compiled_smc(LG, None, "pilot", True)
@@ -188,16 +201,19 @@ def test_spec_string_and_keyword_options_are_the_same_call(lg_data):
     np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(method="smc", target_ess=0), "target_ess must be > 0.0"),
-    (dict(method="smc", target_ess=1), "target_ess must be < 1.0"),
-    (dict(method="smc:target_ess=1.5"), "target_ess must be < 1.0"),
-    (dict(method="smc:resample=always"), "unknown option 'resample' for method smc"),
-    (dict(method="smc", moves=0), "moves must be >= 1"),
-    (dict(method="smc", max_stages=2.5), "max_stages must be int"),
-    (dict(method="smc:adapt=online"), "adapt must be one of pilot, population"),
-    (dict(model="gmm", method="smc"), "continuous latent"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(method="smc", target_ess=0), "target_ess must be > 0.0"),
+        (dict(method="smc", target_ess=1), "target_ess must be < 1.0"),
+        (dict(method="smc:target_ess=1.5"), "target_ess must be < 1.0"),
+        (dict(method="smc:resample=always"), "unknown option 'resample' for method smc"),
+        (dict(method="smc", moves=0), "moves must be >= 1"),
+        (dict(method="smc", max_stages=2.5), "max_stages must be int"),
+        (dict(method="smc:adapt=online"), "adapt must be one of pilot, population"),
+        (dict(model="gmm", method="smc"), "continuous latent"),
+    ],
+)
 def test_bad_input_names_the_problem(kwargs, message):
     model = make_gmm() if kwargs.pop("model", None) == "gmm" else LG
     x = model.sample(3, seed=0)

@@ -5,6 +5,7 @@
 The path, schedules, HMC moves and step-size tuning are in ``annealing``; this file only chooses
 the forward direction. Diagnostics: Kish ESS of the K weights, mean HMC acceptance, final step.
 """
+
 from estimators.algorithms import annealing
 
 

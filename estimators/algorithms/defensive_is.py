@@ -11,6 +11,7 @@ Each sample picks its component by a uniform draw (prior with probability alpha)
 components are drawn and one is kept, so a sample costs two draws, one likelihood evaluation and
 both log densities. Diagnostics as posterior_is: ``ess`` and (with diagnostics) ``khat``.
 """
+
 import numpy as np
 import tensorflow as tf
 
@@ -22,7 +23,9 @@ def log_weights(model, spec, x, q, seed, size):
     """[size, N] log weights of ``size`` draws from the mixture alpha p(z) + (1 - alpha) q(z|x)."""
     alpha = spec.kwargs["alpha"]
     n = tf.shape(x)[0]
-    seeds = [tf.random.experimental.stateless_fold_in(seed, k, alg=sampling.RNG_ALG) for k in range(3)]
+    seeds = [
+        tf.random.experimental.stateless_fold_in(seed, k, alg=sampling.RNG_ALG) for k in range(3)
+    ]
     z_prior = sampling.sample(model.prior, [size, n], seeds[0])
     z_q = sampling.sample(q, [size], seeds[1])
     from_prior = sampling.uniform([size, n], seeds[2], model.dtype) < alpha
@@ -34,7 +37,8 @@ def log_weights(model, spec, x, q, seed, size):
     dtype = log_prior.dtype
     log_alpha = np.log(alpha) if alpha > 0 else -np.inf
     log_mixture = tf.reduce_logsumexp(
-        tf.stack([log_alpha + log_prior, tf.cast(np.log1p(-alpha), dtype) + log_q]), axis=0)
+        tf.stack([log_alpha + log_prior, tf.cast(np.log1p(-alpha), dtype) + log_q]), axis=0
+    )
     return log_prior + model.likelihood(z).log_prob(x) - log_mixture
 
 

@@ -24,6 +24,7 @@ pays nothing for it; one compiled function then serves every M of a capacity. Ot
 defensive_is, jackknife_iwae) reuse this loop through a ``Variant``: their own log weights, an
 extra streamed statistic, or their own finish.
 """
+
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -50,8 +51,9 @@ def run(spec, model, x, num_samples, seed, context, variant=None):
     capacity = 0
     if variant.needs_tail or (context.diagnostics and reports_khat):
         capacity = resolve_tail_capacity(num_samples, context.chunk_size, context.tail_capacity)
-    fn = compiled_estimator(model, spec, posterior, context.chunk_size, context.jit_compile,
-                            capacity, variant)
+    fn = compiled_estimator(
+        model, spec, posterior, context.chunk_size, context.jit_compile, capacity, variant
+    )
     log_p, diagnostics = fn(x, tf.constant(num_samples, tf.int32), seed, q)
     if context.diagnostics and reports_khat and "khat" not in diagnostics:  # M < 21: no tail
         diagnostics["khat"] = tf.fill(tf.shape(log_p), tf.constant(np.nan, log_p.dtype))
@@ -67,8 +69,10 @@ def resolve_tail_capacity(num_samples, chunk_size, given=None):
         return pareto.capacity(num_samples, chunk_size)
     need = pareto.tail_size(num_samples) + 1
     if given < need:
-        raise ValueError(f"tail_capacity = {given} is too small for M = {num_samples}: k-hat "
-                         f"needs the {need} largest log weights")
+        raise ValueError(
+            f"tail_capacity = {given} is too small for M = {num_samples}: k-hat "
+            f"needs the {need} largest log weights"
+        )
     return int(given)
 
 
@@ -84,11 +88,14 @@ def check_event(model, q, what):
     """ValueError unless q draws z of the model's latent event shape and dtype."""
     want = [] if model.latent_dim == 0 else [model.latent_dim]
     if q.event_shape.as_list() != want:
-        raise ValueError(f"{what} has event shape {q.event_shape.as_list()} but the model's "
-                         f"latent z has event shape {want}")
+        raise ValueError(
+            f"{what} has event shape {q.event_shape.as_list()} but the model's "
+            f"latent z has event shape {want}"
+        )
     if q.dtype != model.prior.dtype:
-        raise ValueError(f"{what} samples dtype {q.dtype.name}; the model's latent is "
-                         f"{model.prior.dtype.name}")
+        raise ValueError(
+            f"{what} samples dtype {q.dtype.name}; the model's latent is {model.prior.dtype.name}"
+        )
 
 
 def resolve_proposal(model, x, method, proposal):
@@ -103,7 +110,9 @@ def resolve_proposal(model, x, method, proposal):
             return None, None
         q = proposal
         if not isinstance(q, tfd.Distribution):
-            raise ValueError(f"prior_is needs a tfp Distribution over z as proposal; got {type(q).__name__}")
+            raise ValueError(
+                f"prior_is needs a tfp Distribution over z as proposal; got {type(q).__name__}"
+            )
         check_event(model, q, "the prior_is proposal")
         if q.batch_shape.rank != 0:
             raise ValueError(f"the prior_is proposal must have batch shape []; got {q.batch_shape}")
@@ -111,9 +120,11 @@ def resolve_proposal(model, x, method, proposal):
     if isinstance(proposal, tfd.Distribution):  # q(z | x_n) fitted per point for exactly this x
         check_event(model, proposal, f"the {method} proposal")
         if proposal.batch_shape.as_list() != [int(x.shape[0])]:
-            raise ValueError(f"a {method} proposal distribution must have batch shape [N] = "
-                             f"[{int(x.shape[0])}] (one q(z|x_n) per row of x); got "
-                             f"{proposal.batch_shape.as_list()}")
+            raise ValueError(
+                f"a {method} proposal distribution must have batch shape [N] = "
+                f"[{int(x.shape[0])}] (one q(z|x_n) per row of x); got "
+                f"{proposal.batch_shape.as_list()}"
+            )
         return proposal, PER_POINT
     return None, checked_posterior(model, x, method, proposal)
 
@@ -123,17 +134,23 @@ def checked_posterior(model, x, method, proposal):
     once per callable: building q(x[:1]) eagerly costs 3-40 ms, more than a compiled call."""
     posterior = proposal if proposal is not None else default_posterior(model)
     if not callable(posterior):
-        raise ValueError(f"{method} needs a callable x -> distribution as proposal; got {type(posterior).__name__}")
+        raise ValueError(
+            f"{method} needs a callable x -> distribution as proposal; got {type(posterior).__name__}"
+        )
     checked = model_cache(model, "checked_posteriors")
     key = (method, callable_key(posterior))
     if key not in checked or checked[key] != posterior:
         q = posterior(tf.concat([x[:1], x[:1]], axis=0))  # two rows: a batch of [] would broadcast
         if not isinstance(q, tfd.Distribution):
-            raise ValueError(f"the {method} proposal must return a tfp Distribution; got {type(q).__name__}")
+            raise ValueError(
+                f"the {method} proposal must return a tfp Distribution; got {type(q).__name__}"
+            )
         check_event(model, q, f"the {method} proposal")
         if q.batch_shape.as_list() != [2]:
-            raise ValueError(f"the {method} proposal must have batch shape [N] (one q(z|x) per row "
-                             f"of x); for 2 rows it has batch shape {q.batch_shape.as_list()}")
+            raise ValueError(
+                f"the {method} proposal must have batch shape [N] (one q(z|x) per row "
+                f"of x); for 2 rows it has batch shape {q.batch_shape.as_list()}"
+            )
         checked[key] = posterior
     return posterior
 
@@ -144,8 +161,10 @@ def default_posterior(model):
         return model.posterior
     if model.amortized_posterior is not None:
         return model.amortized_posterior
-    raise ValueError(f"{type(model).__name__} has no exact or amortized posterior: pass proposal= "
-                     "(a callable x -> distribution over z)")
+    raise ValueError(
+        f"{type(model).__name__} has no exact or amortized posterior: pass proposal= "
+        "(a callable x -> distribution over z)"
+    )
 
 
 def default_prior_proposal(model, x, seed=0, pilot_samples=4096):
@@ -168,7 +187,8 @@ def default_prior_proposal(model, x, seed=0, pilot_samples=4096):
     m = tf.reduce_mean(means, axis=0)
     centred = means - m
     cov = tf.reduce_mean(covs, axis=0) + tf.matmul(centred, centred, transpose_a=True) / tf.cast(
-        tf.shape(means)[0], model.dtype)
+        tf.shape(means)[0], model.dtype
+    )
     cov += 1e-6 * tf.eye(model.latent_dim, dtype=model.dtype)
     return tfd.MultivariateNormalTriL(m, tf.linalg.cholesky(cov))
 
@@ -186,13 +206,14 @@ def _snis_moments(model, x, seed, num_samples):
 
 class Stats(NamedTuple):
     """What the chunk loop hands to a method's ``finish``: streamed sums of the M log weights."""
+
     num_samples: tf.Tensor  # M, int32 []
-    log_sum_w: tf.Tensor    # log sum_i w_i [N]
-    log_sum_w2: tf.Tensor   # log sum_i w_i^2 [N]
-    sum_log_w: tf.Tensor    # sum_i log w_i [N]
-    tail: object            # pareto.Tail of the weights, or None when no running top was kept
-    rest: object            # (log sum w, log sum w^2) outside the running top (needs_tail), or None
-    extra: object           # the final state of the variant's own reduction, or ()
+    log_sum_w: tf.Tensor  # log sum_i w_i [N]
+    log_sum_w2: tf.Tensor  # log sum_i w_i^2 [N]
+    sum_log_w: tf.Tensor  # sum_i log w_i [N]
+    tail: object  # pareto.Tail of the weights, or None when no running top was kept
+    rest: object  # (log sum w, log sum w^2) outside the running top (needs_tail), or None
+    extra: object  # the final state of the variant's own reduction, or ()
 
 
 @dataclass(frozen=True)
@@ -207,6 +228,7 @@ class Variant:
     needs_tail: keep the running top of the log weights even without diagnostics, and the
         sums of the weights outside it (psis).
     """
+
     log_weights: object = None
     init: object = None
     update: object = None
@@ -231,6 +253,7 @@ def standard_log_weights(model, spec, x, q, seed, size):
 
 def plain_finish(spec):
     """log p^ = log sum w - log M (the ELBO: mean log w), Kish ESS, and k-hat when kept."""
+
     def finish(stats):
         m = tf.cast(stats.num_samples, stats.log_sum_w.dtype)
         ess = logspace.kish_ess(stats.log_sum_w, stats.log_sum_w2)
@@ -240,11 +263,13 @@ def plain_finish(spec):
         if stats.tail is not None:
             diagnostics["khat"] = tf.cast(stats.tail.khat, stats.log_sum_w.dtype)
         return stats.log_sum_w - tf.math.log(m), diagnostics
+
     return finish
 
 
-def compiled_estimator(model, method, posterior, chunk_size, jit_compile=True, tail_capacity=0,
-                       variant=None):
+def compiled_estimator(
+    model, method, posterior, chunk_size, jit_compile=True, tail_capacity=0, variant=None
+):
     """The cached compiled function for (model, method spec, posterior, chunk size, jit_compile,
     tail capacity).
 
@@ -265,7 +290,9 @@ def compiled_estimator(model, method, posterior, chunk_size, jit_compile=True, t
         posterior_fn = posterior if posterior is not None else default_posterior(model)
     cache = model_cache(model, "importance")
     key = (spec.canonical, callable_key(posterior_fn), chunk_size, jit_compile, tail_capacity)
-    if key in cache and cache[key][0] == posterior_fn:  # a reused id of a dead object does not count
+    if (
+        key in cache and cache[key][0] == posterior_fn
+    ):  # a reused id of a dead object does not count
         return cache[key][1]
     log_weights = variant.log_weights or standard_log_weights
     finish = variant.finish or plain_finish(spec)
@@ -302,12 +329,20 @@ def compiled_estimator(model, method, posterior, chunk_size, jit_compile=True, t
             return i + 1, m1, s1, m2, s2, total, top, rest, extra
 
         _, m1, s1, m2, s2, total, top, rest, extra = tf.while_loop(
-            lambda i, *_: i < num_chunks, body,
-            (tf.constant(0, tf.int32), m0, s0, m0, s0, tf.zeros([n], dtype), top0, rest0, extra0))
+            lambda i, *_: i < num_chunks,
+            body,
+            (tf.constant(0, tf.int32), m0, s0, m0, s0, tf.zeros([n], dtype), top0, rest0, extra0),
+        )
         tail = pareto.pareto_tail(top, num_samples) if tail_capacity else None
-        stats = Stats(num_samples, logspace.finish_logsumexp(m1, s1),
-                      logspace.finish_logsumexp(m2, s2), total, tail,
-                      rest if variant.needs_tail else None, extra)
+        stats = Stats(
+            num_samples,
+            logspace.finish_logsumexp(m1, s1),
+            logspace.finish_logsumexp(m2, s2),
+            total,
+            tail,
+            rest if variant.needs_tail else None,
+            extra,
+        )
         return finish(stats)
 
     fn = tf.function(run_chunks, jit_compile=jit_compile, reduce_retracing=True)

@@ -22,6 +22,7 @@ Streamed in one pass with flat memory. Writing r_i = w_i / S,
     (1/9)^8 / 8 ~ 3e-9 nats.
 A weight that leaves the running top joins the power sums. The final algebra runs in float64.
 """
+
 import numpy as np
 import tensorflow as tf
 
@@ -29,8 +30,8 @@ from estimators import methods
 from estimators.algorithms import importance
 from estimators.algorithms.logspace import log_add
 
-TOP = 8      # the largest weights, handled exactly
-POWERS = 8   # terms of the series for the others
+TOP = 8  # the largest weights, handled exactly
+POWERS = 8  # terms of the series for the others
 
 
 def init(n, dtype):
@@ -55,8 +56,13 @@ def update(state, log_w):
     for p in range(1, POWERS + 1):
         power *= ratio
         total = tf.reduce_sum(power, axis=1) + ties
-        chunk.append(tf.where(finite & (total > 0), tf.math.log(total) + p * safe_tau,
-                              tf.constant(-np.inf, top.dtype)))
+        chunk.append(
+            tf.where(
+                finite & (total > 0),
+                tf.math.log(total) + p * safe_tau,
+                tf.constant(-np.inf, top.dtype),
+            )
+        )
     return top, log_add(log_powers, tf.stack(chunk))
 
 
@@ -67,8 +73,9 @@ def finish(stats):
     log_rest = log_powers[0]  # log of the sum of the weights outside the top
     log_s = tf.reduce_logsumexp(tf.concat([top, log_rest[:, None]], axis=1), axis=1)
     # log S_(-i) for each top weight i: the others of the top plus the rest.
-    others = tf.where(tf.eye(TOP, dtype=tf.bool)[None], tf.constant(-np.inf, tf.float64),
-                      top[:, None, :])
+    others = tf.where(
+        tf.eye(TOP, dtype=tf.bool)[None], tf.constant(-np.inf, tf.float64), top[:, None, :]
+    )
     others = tf.concat([others, tf.tile(log_rest[:, None, None], [1, TOP, 1])], axis=2)
     log_leave_out = tf.reduce_logsumexp(others, axis=2)  # [N, TOP]
     in_top = tf.math.is_finite(top)
@@ -76,8 +83,12 @@ def finish(stats):
     p = tf.range(1, POWERS + 1, dtype=tf.float64)[:, None]
     rest_part = tf.reduce_sum(tf.exp(log_powers - p * log_s[None]) / p, axis=0)
     m = tf.cast(stats.num_samples, tf.float64)
-    jackknife = (log_s - tf.math.log(m) + (m - 1.0) * tf.math.log1p(-1.0 / m)
-                 + (m - 1.0) / m * (top_part + rest_part))
+    jackknife = (
+        log_s
+        - tf.math.log(m)
+        + (m - 1.0) * tf.math.log1p(-1.0 / m)
+        + (m - 1.0) / m * (top_part + rest_part)
+    )
     _, diagnostics = importance.plain_finish(methods.parse("posterior_is"))(stats)
     return tf.cast(jackknife, dtype), diagnostics
 

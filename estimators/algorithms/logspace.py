@@ -4,6 +4,7 @@ A running logsumexp keeps (m, s) with m = max so far and s = sum exp(lw - m); fo
 rescales s to the new max. ``-inf`` weights (masked samples) contribute exactly 0, and a column
 that has seen only ``-inf`` stays at (-inf, 0) until a finite weight arrives.
 """
+
 import numpy as np
 import tensorflow as tf
 
@@ -37,8 +38,9 @@ def log_add(a, b):
     """log(exp(a) + exp(b)) elementwise, -inf-safe."""
     big = tf.maximum(a, b)
     safe = tf.where(tf.math.is_finite(big), big, tf.zeros_like(big))
-    return tf.where(tf.math.is_finite(big),
-                    safe + tf.math.log(tf.exp(a - safe) + tf.exp(b - safe)), big)
+    return tf.where(
+        tf.math.is_finite(big), safe + tf.math.log(tf.exp(a - safe) + tf.exp(b - safe)), big
+    )
 
 
 def log_mean_exp(lw, axis=0):

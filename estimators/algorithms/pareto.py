@@ -35,6 +35,7 @@ log weights span no more than their round-off (``FLAT_TAIL`` eps of the weights'
 to the largest): under an exact posterior every weight is p(x) up to float error, and a fit to
 that noise would be meaningless.
 """
+
 import math
 from typing import NamedTuple
 
@@ -43,10 +44,10 @@ import tensorflow as tf
 
 from estimators.algorithms import logspace
 
-MIN_TAIL = 5            # the fewest exceedances the GPD fit accepts (as ArviZ and loo)
-PRIOR_WEIGHT = 10.0     # the weak prior: (n k + PRIOR_WEIGHT * PRIOR_K) / (n + PRIOR_WEIGHT)
+MIN_TAIL = 5  # the fewest exceedances the GPD fit accepts (as ArviZ and loo)
+PRIOR_WEIGHT = 10.0  # the weak prior: (n k + PRIOR_WEIGHT * PRIOR_K) / (n + PRIOR_WEIGHT)
 PRIOR_K = 0.5
-FLAT_TAIL = 64.0        # a tail within this many eps (relative) of its largest log weight is flat
+FLAT_TAIL = 64.0  # a tail within this many eps (relative) of its largest log weight is flat
 _LOG_TINY = float(np.log(np.finfo(np.float64).tiny))  # lowest cutoff relative to the max
 
 
@@ -104,8 +105,9 @@ def update_top_and_rest(top, rest, log_w):
     top = tf.math.top_k(merged, k=size, sorted=False).values
     tau = tf.reduce_min(top, axis=1)
     leaving = merged < tau[:, None]
-    log_ties = tf.math.log(tf.reduce_sum(tf.cast(merged >= tau[:, None], merged.dtype), axis=1)
-                           - size)  # -inf without ties
+    log_ties = tf.math.log(
+        tf.reduce_sum(tf.cast(merged >= tau[:, None], merged.dtype), axis=1) - size
+    )  # -inf without ties
     neg_inf = tf.constant(-np.inf, merged.dtype)
     new = []
     for power, running in zip((1.0, 2.0), rest, strict=False):
@@ -117,14 +119,15 @@ def update_top_and_rest(top, rest, log_w):
 
 class Tail(NamedTuple):
     """The fitted and smoothed tail of each column's weights (float64, [N] each)."""
-    khat: tf.Tensor             # NaN where no fit (fewer than MIN_TAIL exceedances)
-    sigma: tf.Tensor            # the GPD scale, relative to the largest weight
-    count: tf.Tensor            # n: exceedances fitted (0 .. S)
-    log_raw: tf.Tensor          # log sum of the raw tail weights (-inf for an empty tail)
-    log_smoothed: tf.Tensor     # log sum of the smoothed tail weights (= log_raw without a fit)
-    log_raw_sq: tf.Tensor       # log sum of their squares (for the effective sample size)
+
+    khat: tf.Tensor  # NaN where no fit (fewer than MIN_TAIL exceedances)
+    sigma: tf.Tensor  # the GPD scale, relative to the largest weight
+    count: tf.Tensor  # n: exceedances fitted (0 .. S)
+    log_raw: tf.Tensor  # log sum of the raw tail weights (-inf for an empty tail)
+    log_smoothed: tf.Tensor  # log sum of the smoothed tail weights (= log_raw without a fit)
+    log_raw_sq: tf.Tensor  # log sum of their squares (for the effective sample size)
     log_smoothed_sq: tf.Tensor
-    log_body: tf.Tensor         # log sum of the top's weights outside the tail
+    log_body: tf.Tensor  # log sum of the top's weights outside the tail
     log_body_sq: tf.Tensor
 
 
@@ -146,13 +149,16 @@ def fit_generalized_pareto(exceedances, count):
     grid_size = 30 + int(math.isqrt(max(size, 1)))  # the most grid points any column needs
     points = 30.0 + tf.floor(tf.sqrt(n))  # m per column
     j = tf.range(1, grid_size + 1, dtype=dtype)[None, :]
-    b = (1.0 - tf.sqrt(points[:, None] / (j - 0.5))) / (3.0 * quartile[:, None]) + 1.0 / largest[:, None]
+    b = (1.0 - tf.sqrt(points[:, None] / (j - 0.5))) / (3.0 * quartile[:, None]) + 1.0 / largest[
+        :, None
+    ]
 
     def mean_log1p(b_column):  # b_column [N] -> mean_i log(1 - b e_i) over valid i
         return tf.reduce_sum(tf.math.log1p(-b_column[:, None] * e), axis=1) / n
 
-    k_grid = tf.transpose(tf.map_fn(mean_log1p, tf.transpose(b),
-                                    fn_output_signature=tf.TensorSpec([None], dtype)))
+    k_grid = tf.transpose(
+        tf.map_fn(mean_log1p, tf.transpose(b), fn_output_signature=tf.TensorSpec([None], dtype))
+    )
     profile = n[:, None] * (tf.math.log(-b / k_grid) - k_grid - 1.0)
     in_grid = j <= points[:, None]
     profile = tf.where(in_grid, profile, tf.constant(-np.inf, dtype))
@@ -188,8 +194,9 @@ def pareto_tail(top, num_samples):
     finite = tf.math.is_finite(largest)
     shift = tf.where(finite, largest, tf.zeros_like(largest))
     x = top - shift[:, None]  # log weights relative to the largest: <= 0
-    cutoff = tf.maximum(tf.gather(x, tf.fill(tf.shape(largest), tail), axis=1, batch_dims=1),
-                        _LOG_TINY)
+    cutoff = tf.maximum(
+        tf.gather(x, tf.fill(tf.shape(largest), tail), axis=1, batch_dims=1), _LOG_TINY
+    )
     position = tf.range(size)[None, :]
     in_tail = (position < tail) & (x > cutoff[:, None])
     flat = -cutoff <= FLAT_TAIL * eps * (1.0 + tf.abs(shift))  # round-off apart: no tail
@@ -214,8 +221,17 @@ def pareto_tail(top, num_samples):
     def log_sum(values, power=1.0, where=in_tail):
         return shift * power + tf.reduce_logsumexp(tf.where(where, power * values, neg_inf), axis=1)
 
-    return Tail(khat, sigma, count, log_sum(x), log_sum(smoothed), log_sum(x, 2.0),
-                log_sum(smoothed, 2.0), log_sum(x, 1.0, ~in_tail), log_sum(x, 2.0, ~in_tail))
+    return Tail(
+        khat,
+        sigma,
+        count,
+        log_sum(x),
+        log_sum(smoothed),
+        log_sum(x, 2.0),
+        log_sum(smoothed, 2.0),
+        log_sum(x, 1.0, ~in_tail),
+        log_sum(x, 2.0, ~in_tail),
+    )
 
 
 def smoothed_log_sums(tail, rest):

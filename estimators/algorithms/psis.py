@@ -14,6 +14,7 @@ the Kish effective sample size of the smoothed weights. Needs M >= 21 (a tail of
 Smoothing leaves the weights alone where the tail cannot be fitted (fewer than 5 distinct
 exceedances, e.g. all weights equal): there the estimate is posterior_is's.
 """
+
 import tensorflow as tf
 
 from estimators import methods
@@ -26,8 +27,10 @@ def finish(stats):
     dtype = stats.log_sum_w.dtype
     log_sum, log_sum_sq = pareto.smoothed_log_sums(tail, stats.rest)
     log_mean = log_sum - tf.math.log(tf.cast(stats.num_samples, tf.float64))
-    return tf.cast(log_mean, dtype), {"ess": tf.cast(logspace.kish_ess(log_sum, log_sum_sq), dtype),
-                                      "khat": tf.cast(tail.khat, dtype)}
+    return tf.cast(log_mean, dtype), {
+        "ess": tf.cast(logspace.kish_ess(log_sum, log_sum_sq), dtype),
+        "khat": tf.cast(tail.khat, dtype),
+    }
 
 
 VARIANT = importance.Variant(finish=finish, needs_tail=True)

@@ -67,6 +67,7 @@ Diagnostics per point: ``stages`` (S), ``ess`` (Kish ESS of the final weights), 
 HMC acceptance probability of the measured particles' moves; NaN with no moves) and
 ``evaluations``.
 """
+
 from typing import NamedTuple
 
 import numpy as np
@@ -78,29 +79,31 @@ from estimators.algorithms.annealing import TARGET_ACCEPT, resolve_start
 from estimators.algorithms.importance import callable_key, checked_posterior
 from estimators.models.base import model_cache
 
-BISECTION_STEPS = 50       # halvings of [0, 1 - beta]: below float64 resolution of delta
+BISECTION_STEPS = 50  # halvings of [0, 1 - beta]: below float64 resolution of delta
 LOG_STEP_SCALE_RANGE = (np.log(1e-3), np.log(10.0))  # clip of log s_t
 
 
 class Groups(NamedTuple):
     """Which rows of the particle array [C + C_p, N, d] are what ([C + C_p] bool each)."""
+
     measured: tf.Tensor  # the K particles that estimate p(x): rows [0, K)
-    pilot: tf.Tensor     # the pilot's particles: rows [C, C + K_pilot) (none with population)
-    chooser: tf.Tensor   # the particles that choose delta and eps: pilot, or measured
+    pilot: tf.Tensor  # the pilot's particles: rows [C, C + K_pilot) (none with population)
+    chooser: tf.Tensor  # the particles that choose delta and eps: pilot, or measured
 
 
 class Population(NamedTuple):
     """The loop state: particles and their weights, temperatures and running sums, per point."""
-    point: hmc.PathPoint   # particles [C + C_p, N, d] with their log densities and gradients
-    log_w: tf.Tensor       # log weights [C + C_p, N], normalised in each group; -inf: padding
-    beta: tf.Tensor        # [N]
-    log_z: tf.Tensor       # the running sum of the measured particles' increments [N]
-    stages: tf.Tensor      # stages used [N] int32
-    done: tf.Tensor        # reached beta = 1 [N] bool
-    log_scale: tf.Tensor   # log s_t: step size relative to the spread [N]
-    spread: tf.Tensor      # last positive spread of the choosing particles [N]
+
+    point: hmc.PathPoint  # particles [C + C_p, N, d] with their log densities and gradients
+    log_w: tf.Tensor  # log weights [C + C_p, N], normalised in each group; -inf: padding
+    beta: tf.Tensor  # [N]
+    log_z: tf.Tensor  # the running sum of the measured particles' increments [N]
+    stages: tf.Tensor  # stages used [N] int32
+    done: tf.Tensor  # reached beta = 1 [N] bool
+    log_scale: tf.Tensor  # log s_t: step size relative to the spread [N]
+    spread: tf.Tensor  # last positive spread of the choosing particles [N]
     accept_sum: tf.Tensor  # measured particles' mean acceptance probability summed over moves
-    num_moves: tf.Tensor   # moves made [N]
+    num_moves: tf.Tensor  # moves made [N]
 
 
 def run(spec, model, x, num_particles, seed, context):
@@ -115,11 +118,18 @@ def run(spec, model, x, num_particles, seed, context):
     dtype = model.dtype
     pilot = options["pilot_particles"] if options["adapt"] == "pilot" else 0
     log_z, ess, accept, stages, evaluations, done, beta = fn(
-        x, tf.constant(num_particles, tf.int32), tf.zeros([capacity(num_particles)], tf.int32),
-        tf.constant(pilot, tf.int32), tf.zeros([capacity(pilot)], tf.int32), seed,
-        tf.constant(options["target_ess"], dtype), tf.constant(options["leapfrog"], tf.int32),
-        tf.constant(options["moves"], tf.int32), tf.constant(options["step_size"], dtype),
-        tf.constant(options["max_stages"], tf.int32))
+        x,
+        tf.constant(num_particles, tf.int32),
+        tf.zeros([capacity(num_particles)], tf.int32),
+        tf.constant(pilot, tf.int32),
+        tf.zeros([capacity(pilot)], tf.int32),
+        seed,
+        tf.constant(options["target_ess"], dtype),
+        tf.constant(options["leapfrog"], tf.int32),
+        tf.constant(options["moves"], tf.int32),
+        tf.constant(options["step_size"], dtype),
+        tf.constant(options["max_stages"], tf.int32),
+    )
     check_finished(spec, done.numpy(), beta.numpy())
     return log_z, {"ess": ess, "accept": accept, "stages": stages, "evaluations": evaluations}
 
@@ -139,7 +149,8 @@ def check_finished(spec, done, beta):
         raise ValueError(
             f"{spec.canonical}: {short.size} point(s) did not reach beta = 1 within max_stages = "
             f"{spec.kwargs['max_stages']}: rows {shown}{more}; raise max_stages (or lower "
-            "target_ess: bigger temperature steps)")
+            "target_ess: bigger temperature steps)"
+        )
 
 
 def compiled_smc(model, posterior, adapt, jit_compile):
@@ -154,8 +165,19 @@ def compiled_smc(model, posterior, adapt, jit_compile):
     if key in cache and cache[key][0] == posterior:
         return cache[key][1]
 
-    def compute(x, num_particles, slots, pilot_particles, pilot_slots, seed, target_ess, leapfrog,
-                moves, step_size, max_stages):
+    def compute(
+        x,
+        num_particles,
+        slots,
+        pilot_particles,
+        pilot_slots,
+        seed,
+        target_ess,
+        leapfrog,
+        moves,
+        step_size,
+        max_stages,
+    ):
         dtype = model.dtype
         n = tf.shape(x)[0]
         q = posterior(x) if posterior is not None else None
@@ -176,19 +198,27 @@ def compiled_smc(model, posterior, adapt, jit_compile):
         choosers = tf.cast(pilot_particles if adapt == "pilot" else num_particles, dtype)
 
         init_seed, loop_seed = tf.unstack(
-            tf.random.experimental.stateless_split(seed, 2, alg=sampling.RNG_ALG))
+            tf.random.experimental.stateless_split(seed, 2, alg=sampling.RNG_ALG)
+        )
         if q is not None:
             z = sampling.sample(q, [size], init_seed)
         else:
             z = sampling.sample(model.prior, [size, n], init_seed)
-        uniform_log_w = tf.broadcast_to(uniform_weights(groups, num_particles, pilot_particles,
-                                                        dtype)[:, None], [size, n])
+        uniform_log_w = tf.broadcast_to(
+            uniform_weights(groups, num_particles, pilot_particles, dtype)[:, None], [size, n]
+        )
         first = Population(
-            point=evaluate(z), log_w=uniform_log_w, beta=tf.zeros([n], dtype),
-            log_z=tf.zeros([n], dtype), stages=tf.zeros([n], tf.int32), done=tf.zeros([n], tf.bool),
+            point=evaluate(z),
+            log_w=uniform_log_w,
+            beta=tf.zeros([n], dtype),
+            log_z=tf.zeros([n], dtype),
+            stages=tf.zeros([n], tf.int32),
+            done=tf.zeros([n], tf.bool),
             log_scale=tf.fill([n], tf.math.log(step_size)),
             spread=tf.where(choosers > 1, particle_spread(z, groups.chooser), tf.ones([n], dtype)),
-            accept_sum=tf.zeros([n], dtype), num_moves=tf.zeros([n], dtype))
+            accept_sum=tf.zeros([n], dtype),
+            num_moves=tf.zeros([n], dtype),
+        )
         log_target_ess = tf.math.log(target_ess * choosers)
         # (rows, first row, count) of each group that resamples and normalises its weights
         parts = [(measured, 0, num_particles)]
@@ -197,12 +227,16 @@ def compiled_smc(model, posterior, adapt, jit_compile):
         step = hmc_step(evaluate, leapfrog)
 
         def stage(s, pop):
-            resample_seed, move_seed = tf.unstack(tf.random.experimental.stateless_split(
-                fold_in(loop_seed, s), 2, alg=sampling.RNG_ALG))
+            resample_seed, move_seed = tf.unstack(
+                tf.random.experimental.stateless_split(
+                    fold_in(loop_seed, s), 2, alg=sampling.RNG_ALG
+                )
+            )
             ell = pop.point.log_joint - pop.point.log_start
             ell = tf.where((measured | pilot)[:, None], ell, tf.zeros_like(ell))  # padding: 0
-            delta, last = next_temperature_step(within(groups.chooser, pop.log_w), ell,
-                                                1.0 - pop.beta, log_target_ess)
+            delta, last = next_temperature_step(
+                within(groups.chooser, pop.log_w), ell, 1.0 - pop.beta, log_target_ess
+            )
             pop, movers = reweight(pop, parts, ell, delta, last)
             point = resample(pop.point, pop.log_w, parts, movers, resample_seed)
             spread = particle_spread(point.z, groups.chooser)
@@ -211,33 +245,51 @@ def compiled_smc(model, posterior, adapt, jit_compile):
             point, accept = move(step, point, pop.beta, eps, movers, groups, moves, move_seed)
             moved = tf.cast(movers, dtype)
             return s + 1, pop._replace(
-                point=point, log_w=tf.where(movers, uniform_log_w, pop.log_w),
-                log_scale=tf.clip_by_value(pop.log_scale + moved * (accept.chooser - TARGET_ACCEPT),
-                                           *LOG_STEP_SCALE_RANGE),
+                point=point,
+                log_w=tf.where(movers, uniform_log_w, pop.log_w),
+                log_scale=tf.clip_by_value(
+                    pop.log_scale + moved * (accept.chooser - TARGET_ACCEPT), *LOG_STEP_SCALE_RANGE
+                ),
                 spread=spread,
                 accept_sum=pop.accept_sum + moved * accept.measured * tf.cast(moves, dtype),
-                num_moves=pop.num_moves + moved * tf.cast(moves, dtype))
+                num_moves=pop.num_moves + moved * tf.cast(moves, dtype),
+            )
 
-        _, last = tf.while_loop(lambda s, pop: (s < max_stages) & tf.reduce_any(~pop.done), stage,
-                                (tf.constant(0), first))
+        _, last = tf.while_loop(
+            lambda s, pop: (s < max_stages) & tf.reduce_any(~pop.done),
+            stage,
+            (tf.constant(0), first),
+        )
         ess = tf.exp(-tf.reduce_logsumexp(within(measured, 2.0 * last.log_w), axis=0))
-        accept = tf.where(last.num_moves > 0, last.accept_sum / tf.maximum(last.num_moves, 1.0),
-                          tf.constant(np.nan, dtype))
+        accept = tf.where(
+            last.num_moves > 0,
+            last.accept_sum / tf.maximum(last.num_moves, 1.0),
+            tf.constant(np.nan, dtype),
+        )
         stages = tf.cast(last.stages, dtype)
         evaluations = tf.cast(num_particles + pilot_particles, dtype) * (
-            stages + last.num_moves * tf.cast(leapfrog, dtype))
+            stages + last.num_moves * tf.cast(leapfrog, dtype)
+        )
         return last.log_z, ess, accept, last.stages, evaluations, last.done, last.beta
 
     # One trace for every N, K and option value (the signature leaves every size open). No
     # autograph: the loops are explicit tf.while_loops, and converting every called function
     # (TFP, the kernel) would cost most of the tracing time.
     count, dtype = tf.TensorSpec([], tf.int32), model.dtype
-    signature = [tf.TensorSpec([None, model.data_dim], dtype), count,
-                 tf.TensorSpec([None], tf.int32), count, tf.TensorSpec([None], tf.int32),
-                 tf.TensorSpec([2], tf.int64), tf.TensorSpec([], dtype), count, count,
-                 tf.TensorSpec([], dtype), count]
-    fn = tf.function(compute, input_signature=signature, jit_compile=jit_compile,
-                     autograph=False)
+    signature = [
+        tf.TensorSpec([None, model.data_dim], dtype),
+        count,
+        tf.TensorSpec([None], tf.int32),
+        count,
+        tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([2], tf.int64),
+        tf.TensorSpec([], dtype),
+        count,
+        count,
+        tf.TensorSpec([], dtype),
+        count,
+    ]
+    fn = tf.function(compute, input_signature=signature, jit_compile=jit_compile, autograph=False)
     cache[key] = (posterior, fn)
     return fn
 
@@ -260,8 +312,10 @@ def uniform_weights(groups, num_particles, pilot_particles, dtype):
 
 def hmc_step(evaluate, leapfrog):
     """``hmc.step`` with the path and the number of leapfrog steps bound."""
+
     def step(point, beta, eps, seed):
         return hmc.step(evaluate, point, beta, eps, leapfrog, seed)
+
     return step
 
 
@@ -284,7 +338,8 @@ def reweight(pop, parts, ell, delta, last):
         log_z=pop.log_z + tf.where(active, increment, tf.zeros_like(increment)),
         beta=tf.where(finished, tf.ones_like(pop.beta), pop.beta + delta),
         stages=pop.stages + tf.cast(active, tf.int32),
-        done=pop.done | finished), active & ~last
+        done=pop.done | finished,
+    ), active & ~last
 
 
 def tempered(delta, ell):
@@ -312,8 +367,11 @@ def next_temperature_step(log_w, ell, max_delta, log_target_ess):
         keeps = log_ess(log_w, mid, ell) >= log_target_ess
         return i + 1, tf.where(keeps, mid, lo), tf.where(keeps, hi, mid)
 
-    _, _, hi = tf.while_loop(lambda i, *_: i < BISECTION_STEPS, halve,
-                             (tf.constant(0), tf.zeros_like(max_delta), max_delta))
+    _, _, hi = tf.while_loop(
+        lambda i, *_: i < BISECTION_STEPS,
+        halve,
+        (tf.constant(0), tf.zeros_like(max_delta), max_delta),
+    )
     return tf.where(last, max_delta, hi), last
 
 
@@ -357,31 +415,45 @@ def resample(point, log_w, parts, movers, seed):
     def gather(t):
         perm = [1, 0] + list(range(2, t.shape.rank))  # particles and points swapped
         return tf.transpose(tf.gather(tf.transpose(t, perm), by_point, batch_dims=1), perm)
+
     return hmc.PathPoint(*(gather(t) for t in point))
 
 
 class Acceptance(NamedTuple):
     measured: tf.Tensor  # mean acceptance probability of the measured particles [N]
-    chooser: tf.Tensor   # and of the particles that choose the step size [N]
+    chooser: tf.Tensor  # and of the particles that choose the step size [N]
 
 
 def move(step, point, beta, eps, movers, groups, moves, seed):
     """``moves`` HMC moves (``step``) at temperature beta [N] with step sizes eps [N] for the
     ``movers``; returns (particles, ``Acceptance``: mean acceptance probabilities over moves)."""
+
     def share(rows):
         rows = tf.cast(rows, beta.dtype)[:, None]
         return rows / tf.maximum(tf.reduce_sum(rows), 1.0)
+
     shares = (share(groups.measured), share(groups.chooser))
 
     def one(j, point, sums):
         moved, accept = step(point, beta, eps, fold_in(seed, j))
-        point = hmc.PathPoint(*(tf.where(movers if new.shape.rank == 2 else movers[:, None],
-                                         new, old) for new, old in zip(moved, point, strict=False)))
+        point = hmc.PathPoint(
+            *(
+                tf.where(movers if new.shape.rank == 2 else movers[:, None], new, old)
+                for new, old in zip(moved, point, strict=False)
+            )
+        )
         accept = tf.where(tf.math.is_nan(accept), tf.zeros_like(accept), accept)  # padding
-        return j + 1, point, tuple(total + tf.reduce_sum(w * accept, axis=0)
-                                   for total, w in zip(sums, shares, strict=False))
+        return (
+            j + 1,
+            point,
+            tuple(
+                total + tf.reduce_sum(w * accept, axis=0)
+                for total, w in zip(sums, shares, strict=False)
+            ),
+        )
 
     zeros = tf.zeros_like(beta)
-    _, point, sums = tf.while_loop(lambda j, *_: j < moves, one, (tf.constant(0), point,
-                                                                   (zeros, zeros)))
+    _, point, sums = tf.while_loop(
+        lambda j, *_: j < moves, one, (tf.constant(0), point, (zeros, zeros))
+    )
     return point, Acceptance(*(total / tf.cast(moves, beta.dtype) for total in sums))

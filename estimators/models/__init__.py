@@ -5,5 +5,12 @@ from estimators.models.gaussian_mixture import GaussianMixture
 from estimators.models.infinite_mixture import InfiniteMixture
 from estimators.models.linear_gaussian import LinearGaussian
 
-__all__ = ["AmortizedPosterior", "AutoregressiveLikelihood", "ConditionalMADE", "GaussianMixture",
-           "InfiniteMixture", "LatentVariableModel", "LinearGaussian"]
+__all__ = [
+    "AmortizedPosterior",
+    "AutoregressiveLikelihood",
+    "ConditionalMADE",
+    "GaussianMixture",
+    "InfiniteMixture",
+    "LatentVariableModel",
+    "LinearGaussian",
+]

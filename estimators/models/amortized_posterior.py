@@ -6,6 +6,7 @@
 into loc and a softplus-transformed scale. Calling the object returns the distribution, so it can
 be passed wherever a proposal ``x -> distribution`` is expected.
 """
+
 import tensorflow as tf
 import tensorflow_probability as tfp
 

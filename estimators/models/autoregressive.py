@@ -18,6 +18,7 @@ which would silently break TFP's masks. Here the mask multiplies the kernel in t
 the property holds for every weight value, and masked weights get zero gradient. The masks (degree
 assignment "equal", order left-to-right) are TFP's, which the tests check connection by connection.
 """
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -49,7 +50,9 @@ def made_masks(data_dim, hidden_units, num_params=1):
     (hidden) or < k (outputs, whose degree is their pixel index + 1). The output layer has
     ``num_params`` blocks of D units, block p holding parameter p of every pixel."""
     degrees = made_degrees(data_dim, hidden_units)
-    masks = [inp[:, None] <= out[None, :] for inp, out in zip(degrees[:-1], degrees[1:], strict=False)]
+    masks = [
+        inp[:, None] <= out[None, :] for inp, out in zip(degrees[:-1], degrees[1:], strict=False)
+    ]
     out_degrees = np.tile(degrees[0], num_params)
     masks.append(degrees[-1][:, None] < out_degrees[None, :])
     return masks
@@ -65,11 +68,22 @@ class ConditionalMADE(tf.Module):
     computed apart and added, so x [N, D] against z [S, N, d] costs no copy of x.
     """
 
-    def __init__(self, data_dim, latent_dim, hidden_units=(128, 128), num_params=1,
-                 activation="tanh", seed=0, dtype=tf.float32, name=None):
+    def __init__(
+        self,
+        data_dim,
+        latent_dim,
+        hidden_units=(128, 128),
+        num_params=1,
+        activation="tanh",
+        seed=0,
+        dtype=tf.float32,
+        name=None,
+    ):
         super().__init__(name=name)
         if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
+            raise ValueError(
+                f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}"
+            )
         if int(data_dim) < 1 or int(latent_dim) < 1 or int(num_params) < 1:
             raise ValueError("data_dim, latent_dim and num_params must be positive integers")
         self.data_dim, self.latent_dim = int(data_dim), int(latent_dim)
@@ -101,11 +115,14 @@ class ConditionalMADE(tf.Module):
         z = tf.convert_to_tensor(z, self.dtype)
         for name, t, size in (("x", x, self.data_dim), ("z", z, self.latent_dim)):
             if t.shape.rank is not None and t.shape[-1] not in (None, size):
-                raise ValueError(f"{name} has last dimension {t.shape[-1]}; the network expects "
-                                 f"{size}")
+                raise ValueError(
+                    f"{name} has last dimension {t.shape[-1]}; the network expects {size}"
+                )
         act = ACTIVATIONS[self.activation]
         h = None
-        for k, (w, v, b) in enumerate(zip(self.weights, self.cond_weights, self.biases, strict=False)):
+        for k, (w, v, b) in enumerate(
+            zip(self.weights, self.cond_weights, self.biases, strict=False)
+        ):
             masked = w * tf.constant(self._masks[k], self.dtype)
             pre = _dense(x if h is None else h, masked) + _dense(z, v) + b
             h = act(pre) if k < len(self.weights) - 1 else pre
@@ -115,7 +132,9 @@ class ConditionalMADE(tf.Module):
     def to_arrays(self, prefix=""):
         """Weights as a flat dict of numpy arrays: ``w{k}`` (masked), ``v{k}`` (of z), ``b{k}``."""
         out = {}
-        for k, (w, v, b) in enumerate(zip(self.weights, self.cond_weights, self.biases, strict=False)):
+        for k, (w, v, b) in enumerate(
+            zip(self.weights, self.cond_weights, self.biases, strict=False)
+        ):
             out[f"{prefix}w{k}"] = w.numpy() * self._masks[k]
             out[f"{prefix}v{k}"] = v.numpy()
             out[f"{prefix}b{k}"] = b.numpy()
@@ -128,10 +147,13 @@ class ConditionalMADE(tf.Module):
         ws = [np.asarray(arrays[f"{prefix}w{k}"]) for k in range(n)]
         data_dim, latent_dim = ws[0].shape[0], np.asarray(arrays[f"{prefix}v0"]).shape[0]
         if ws[-1].shape[1] != num_params * data_dim:
-            raise ValueError(f"the last layer has {ws[-1].shape[1]} outputs; expected "
-                             f"num_params x D = {num_params} x {data_dim}")
-        net = cls(data_dim, latent_dim, [w.shape[1] for w in ws[:-1]], num_params, activation,
-                  dtype=dtype)
+            raise ValueError(
+                f"the last layer has {ws[-1].shape[1]} outputs; expected "
+                f"num_params x D = {num_params} x {data_dim}"
+            )
+        net = cls(
+            data_dim, latent_dim, [w.shape[1] for w in ws[:-1]], num_params, activation, dtype=dtype
+        )
         cast = net.dtype.as_numpy_dtype
         for k in range(n):
             net.weights[k].assign((ws[k] * net._masks[k]).astype(cast))
@@ -148,6 +170,7 @@ def _dense(inputs, kernel):
 
 # ----------------------------------------------------------------------------- the distribution
 
+
 class AutoregressiveLikelihood(tfd.Distribution):
     """p(x | z) of an autoregressive infinite mixture, batched over z [..., d]; event shape [D].
 
@@ -159,18 +182,27 @@ class AutoregressiveLikelihood(tfd.Distribution):
 
     def __init__(self, network, z, kind, min_scale=0.01, validate_args=False, name=None):
         if kind not in AUTOREGRESSIVE_KINDS:
-            raise ValueError(f"unknown autoregressive kind {kind!r}; choose from "
-                             f"{tuple(AUTOREGRESSIVE_KINDS)}")
+            raise ValueError(
+                f"unknown autoregressive kind {kind!r}; choose from {tuple(AUTOREGRESSIVE_KINDS)}"
+            )
         parameters = dict(locals())
         self._network = network
         self._z = tf.convert_to_tensor(z, network.dtype)
         self._kind = kind
         self._min_scale = float(min_scale)
-        reparameterized = (tfd.FULLY_REPARAMETERIZED if kind == "autoregressive_gaussian"
-                           else tfd.NOT_REPARAMETERIZED)
-        super().__init__(dtype=network.dtype, reparameterization_type=reparameterized,
-                         validate_args=validate_args, allow_nan_stats=True, parameters=parameters,
-                         name=name or "AutoregressiveLikelihood")
+        reparameterized = (
+            tfd.FULLY_REPARAMETERIZED
+            if kind == "autoregressive_gaussian"
+            else tfd.NOT_REPARAMETERIZED
+        )
+        super().__init__(
+            dtype=network.dtype,
+            reparameterization_type=reparameterized,
+            validate_args=validate_args,
+            allow_nan_stats=True,
+            parameters=parameters,
+            name=name or "AutoregressiveLikelihood",
+        )
 
     @property
     def network(self):
@@ -254,6 +286,10 @@ def _sample_loop(network, z, noise, kind, min_scale):
         new = _draw(network(x, z), noise, kind, min_scale)
         return i + 1, tf.where(positions == i, new, x)
 
-    _, x = tf.while_loop(lambda i, _: i < data_dim, body, (tf.constant(0), tf.zeros_like(noise)),
-                         maximum_iterations=data_dim)
+    _, x = tf.while_loop(
+        lambda i, _: i < data_dim,
+        body,
+        (tf.constant(0), tf.zeros_like(noise)),
+        maximum_iterations=data_dim,
+    )
     return x

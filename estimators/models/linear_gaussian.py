@@ -1,9 +1,10 @@
 """The linear-Gaussian model (probabilistic PCA): an infinite mixture with a linear decoder.
 
-    p(z) = N(0, I_d),   p(x | z) = N(x; W z + b, sigma^2 I_D)
-    p(x) = N(x; b, W W^T + sigma^2 I)
-    p(z | x) = N(z; S W^T (x - b) / sigma^2, S),   S = (I + W^T W / sigma^2)^{-1}
+p(z) = N(0, I_d),   p(x | z) = N(x; W z + b, sigma^2 I_D)
+p(x) = N(x; b, W W^T + sigma^2 I)
+p(z | x) = N(z; S W^T (x - b) / sigma^2, S),   S = (I + W^T W / sigma^2)^{-1}
 """
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp

@@ -12,6 +12,7 @@ Weights are stored under the keys ``decoder/w0, decoder/b0, ...``, ``encoder/w0,
 learned Gaussian scale, ``log_scale``; an autoregressive decoder (``ConditionalMADE``) adds its
 weights on z as ``decoder/v0, ...``.
 """
+
 import json
 from pathlib import Path
 
@@ -26,8 +27,9 @@ from estimators.models.autoregressive import AUTOREGRESSIVE_KINDS, ConditionalMA
 from estimators.nn import MLP
 
 
-def load_model(name: str, directory: str | Path | None = None,
-               dtype: tf.DType = tf.float32) -> InfiniteMixture:
+def load_model(
+    name: str, directory: str | Path | None = None, dtype: tf.DType = tf.float32
+) -> InfiniteMixture:
     """The trained InfiniteMixture ``name`` with its encoder as ``.amortized_posterior``."""
     spec = manifest(name, directory)["architecture"]
     with np.load(Path(directory or ZOO_DIR) / f"{name}.npz", allow_pickle=False) as arrays:
@@ -38,11 +40,20 @@ def model_from_arrays(arrays, spec, dtype=tf.float32):
     """Rebuild a model from its weight arrays and the manifest's ``architecture`` dict."""
     encoder = MLP.from_arrays(arrays, spec["activation"], prefix="encoder/", dtype=dtype)
     if spec["likelihood"] in AUTOREGRESSIVE_KINDS:
-        network = ConditionalMADE.from_arrays(arrays, spec["activation"], prefix="decoder/",
-                                              num_params=AUTOREGRESSIVE_KINDS[spec["likelihood"]],
-                                              dtype=dtype)
-        model = InfiniteMixture(network, spec["latent_dim"], spec["likelihood"],
-                                min_scale=spec["min_scale"], dtype=dtype)
+        network = ConditionalMADE.from_arrays(
+            arrays,
+            spec["activation"],
+            prefix="decoder/",
+            num_params=AUTOREGRESSIVE_KINDS[spec["likelihood"]],
+            dtype=dtype,
+        )
+        model = InfiniteMixture(
+            network,
+            spec["latent_dim"],
+            spec["likelihood"],
+            min_scale=spec["min_scale"],
+            dtype=dtype,
+        )
         model.amortized_posterior = AmortizedPosterior(encoder)
         return model
     decoder = MLP.from_arrays(arrays, spec["activation"], prefix="decoder/", dtype=dtype)
@@ -50,7 +61,9 @@ def model_from_arrays(arrays, spec, dtype=tf.float32):
     if spec["likelihood"] == "gaussian":
         if spec["scale"] == "learned":
             np_dtype = tf.as_dtype(dtype).as_numpy_dtype
-            kwargs["log_scale"] = tf.Variable(arrays["log_scale"].astype(np_dtype), name="log_scale")
+            kwargs["log_scale"] = tf.Variable(
+                arrays["log_scale"].astype(np_dtype), name="log_scale"
+            )
         else:
             kwargs["scale"] = float(spec["scale"])
     model = InfiniteMixture(decoder, spec["latent_dim"], spec["likelihood"], dtype=dtype, **kwargs)
@@ -60,8 +73,10 @@ def model_from_arrays(arrays, spec, dtype=tf.float32):
 
 def model_to_arrays(model):
     """The weights of a zoo-style model (MLP decoder and encoder) as a flat dict of arrays."""
-    arrays = {**model.decoder.to_arrays("decoder/"),
-              **model.amortized_posterior.encoder.to_arrays("encoder/")}
+    arrays = {
+        **model.decoder.to_arrays("decoder/"),
+        **model.amortized_posterior.encoder.to_arrays("encoder/"),
+    }
     if model.log_scale is not None:
         arrays["log_scale"] = model.log_scale.numpy()
     return arrays
@@ -70,16 +85,25 @@ def model_to_arrays(model):
 def architecture(model, scale):
     """The manifest's description of a model, enough for ``model_from_arrays``."""
     if model.autoregressive:
-        return dict(latent_dim=model.latent_dim, data_dim=model.data_dim,
-                    likelihood=model.likelihood_kind, activation=model.decoder.activation,
-                    decoder="ConditionalMADE (masked MLP in x, z fed to every layer)",
-                    decoder_hidden=model.decoder.hidden_units, min_scale=model.min_scale,
-                    encoder_sizes=model.amortized_posterior.encoder.sizes)
-    return dict(latent_dim=model.latent_dim, data_dim=model.data_dim,
-                likelihood=model.likelihood_kind, activation=model.decoder.activation,
-                decoder_sizes=model.decoder.sizes,
-                encoder_sizes=model.amortized_posterior.encoder.sizes,
-                scale="learned" if model.log_scale is not None else scale)
+        return dict(
+            latent_dim=model.latent_dim,
+            data_dim=model.data_dim,
+            likelihood=model.likelihood_kind,
+            activation=model.decoder.activation,
+            decoder="ConditionalMADE (masked MLP in x, z fed to every layer)",
+            decoder_hidden=model.decoder.hidden_units,
+            min_scale=model.min_scale,
+            encoder_sizes=model.amortized_posterior.encoder.sizes,
+        )
+    return dict(
+        latent_dim=model.latent_dim,
+        data_dim=model.data_dim,
+        likelihood=model.likelihood_kind,
+        activation=model.decoder.activation,
+        decoder_sizes=model.decoder.sizes,
+        encoder_sizes=model.amortized_posterior.encoder.sizes,
+        scale="learned" if model.log_scale is not None else scale,
+    )
 
 
 def save_model(model, name, directory, info):
@@ -93,6 +117,7 @@ def save_model(model, name, directory, info):
 
 
 # ----------------------------------------------------------------------------- evaluation
+
 
 def mean_estimate_with_se(model, x, method, num_samples, seed):
     """Mean over the rows of x of ``estimate(...)`` and the Monte Carlo standard error of that mean.
@@ -113,8 +138,12 @@ def variance_at(model, x, method, num_samples, repeats=16, seed=0):
     """Per-point variance of ``method``'s estimate over ``repeats`` seeds, averaged over points."""
     from estimators.estimator import estimate
 
-    runs = np.stack([np.asarray(estimate(model, x, method, num_samples, seed=[seed, r]), np.float64)
-                     for r in range(repeats)])
+    runs = np.stack(
+        [
+            np.asarray(estimate(model, x, method, num_samples, seed=[seed, r]), np.float64)
+            for r in range(repeats)
+        ]
+    )
     return float(np.mean(np.var(runs, axis=0, ddof=1)))
 
 
@@ -136,16 +165,20 @@ def latent_usage(model, x, log_p, threshold=ACTIVE_KL_THRESHOLD):
     x = model.check_data(x)
     q = model.amortized_posterior(x)
     mu, sigma = np.asarray(q.mean(), np.float64), np.asarray(q.stddev(), np.float64)
-    kl = np.mean(0.5 * (mu ** 2 + sigma ** 2 - 1.0) - np.log(sigma), axis=0)
+    kl = np.mean(0.5 * (mu**2 + sigma**2 - 1.0) - np.log(sigma), axis=0)
     z0 = tf.zeros([len(mu), model.latent_dim], model.dtype)
     log_p_at_mean = np.asarray(model.likelihood(z0).log_prob(x), np.float64)
-    return dict(kl_per_dim=[float(v) for v in kl], active_dims=int(np.sum(kl > threshold)),
-                active_threshold_nats=threshold, rate=float(np.sum(kl)),
-                log_p_given_prior_mean=float(np.mean(log_p_at_mean)),
-                latent_carries=float(np.mean(np.asarray(log_p, np.float64) - log_p_at_mean)),
-                note="kl_per_dim: mean over the test set of KL(q(z_j|x) || N(0,1)) under the "
-                     "encoder; active: above active_threshold_nats; rate: their sum; "
-                     "latent_carries: test log p(x) - mean log p(x | z = 0)")
+    return dict(
+        kl_per_dim=[float(v) for v in kl],
+        active_dims=int(np.sum(kl > threshold)),
+        active_threshold_nats=threshold,
+        rate=float(np.sum(kl)),
+        log_p_given_prior_mean=float(np.mean(log_p_at_mean)),
+        latent_carries=float(np.mean(np.asarray(log_p, np.float64) - log_p_at_mean)),
+        note="kl_per_dim: mean over the test set of KL(q(z_j|x) || N(0,1)) under the "
+        "encoder; active: above active_threshold_nats; rate: their sum; "
+        "latent_carries: test log p(x) - mean log p(x | z = 0)",
+    )
 
 
 # ----------------------------------------------------------------------------- the digits preset
@@ -168,23 +201,31 @@ def digits_preset(quick=False):
     num_points, max_log4, repeats = (4, 4, 3) if quick else (32, 7, 10)
     models = {name: load_model(name) for name in DIGITS_MODELS}
     data = {name: load_data(name, "test")[:num_points] for name in DIGITS_MODELS}
-    importance = {m: [4 ** i for i in range(max_log4 + 1)] for m in registry.preset_default_names()}
+    importance = {m: [4**i for i in range(max_log4 + 1)] for m in registry.preset_default_names()}
     # AIS at two budgets: K chains x T temperatures x L = 10 leapfrog steps per point. SMC with
     # K particles (and 16 pilot particles); target_ess = 0.9: at the default 0.5 it tempers from
     # the encoder's q(z|x) in 2-3 stages here and is hardly better than posterior-IS.
-    annealing = {"ais:steps=50": [4, 16], "ais:steps=200": [4, 16],
-                 "smc:target_ess=0.9": [16, 64]}
-    return dict(models=models, data=data, methods=[*importance, *annealing],
-                num_samples=importance | annealing, repeats=repeats,
-                description="Trained VAEs on 8x8 digits (D = 64, d = 8; Bernoulli and Gaussian): "
-                            "naive MC collapses in 64 dimensions, posterior-IS does not")
+    annealing = {"ais:steps=50": [4, 16], "ais:steps=200": [4, 16], "smc:target_ess=0.9": [16, 64]}
+    return dict(
+        models=models,
+        data=data,
+        methods=[*importance, *annealing],
+        num_samples=importance | annealing,
+        repeats=repeats,
+        description="Trained VAEs on 8x8 digits (D = 64, d = 8; Bernoulli and Gaussian): "
+        "naive MC collapses in 64 dimensions, posterior-IS does not",
+    )
 
 
 # ----------------------------------------------------------------------------- the autoregressive preset
 
 # Each digits model beside its twin with an autoregressive component (same data, same d = 8).
-AUTOREGRESSIVE_MODELS = ("digits-bernoulli-d8", "digits-bernoulli-ar-d8", "digits-gaussian-d8",
-                         "digits-gaussian-ar-d8")
+AUTOREGRESSIVE_MODELS = (
+    "digits-bernoulli-d8",
+    "digits-bernoulli-ar-d8",
+    "digits-gaussian-d8",
+    "digits-gaussian-ar-d8",
+)
 
 
 def autoregressive_preset(quick=False):
@@ -201,9 +242,14 @@ def autoregressive_preset(quick=False):
     num_points, max_log4, repeats = (4, 4, 3) if quick else (32, 7, 10)
     models = {name: load_model(name) for name in AUTOREGRESSIVE_MODELS}
     data = {name: load_data(name, "test")[:num_points] for name in AUTOREGRESSIVE_MODELS}
-    return dict(models=models, data=data, methods=registry.preset_default_names(),
-                num_samples=[4 ** i for i in range(max_log4 + 1)], repeats=repeats,
-                description="Infinite mixtures of autoregressive components (MADE decoders, -ar) "
-                            "beside their independent-pixel twins on 8x8 digits (D = 64, d = 8): "
-                            "a stronger component uses the latent less and moves the ELBO gap "
-                            "and the estimators' variance")
+    return dict(
+        models=models,
+        data=data,
+        methods=registry.preset_default_names(),
+        num_samples=[4**i for i in range(max_log4 + 1)],
+        repeats=repeats,
+        description="Infinite mixtures of autoregressive components (MADE decoders, -ar) "
+        "beside their independent-pixel twins on 8x8 digits (D = 64, d = 8): "
+        "a stronger component uses the latent less and moves the ELBO gap "
+        "and the estimators' variance",
+    )
