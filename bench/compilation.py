@@ -1,7 +1,8 @@
 """Compilation cost: seconds for the first ``estimate()`` call on a new model.
 
 That first call traces the estimator into a graph and compiles it with XLA, then runs it once at
-M = 1; every later call with any M reuses the compiled function (see ``speed.py``). Each sample
+M = 1 (a chunk of one sample); later calls reuse the compiled function (from M = 256 on, one
+function serves every M; see ``speed.py``). Each sample
 builds a new model instance (milliseconds), so the per-model cache of compiled estimators is
 always cold. TensorFlow's one-off start-up is paid in ``setup``, not in the first sample.
 """

@@ -21,7 +21,7 @@ class PeakMemEstimate:
     def setup(self, model, M):
         self.model = cached_model(model)
         self.x = data(model)
-        estimate(self.model, self.x, "posterior_is", 1, seed=0)
+        estimate(self.model, self.x, "posterior_is", M, seed=0)
 
     def peakmem_estimate(self, model, M):
         estimate(self.model, self.x, "posterior_is", M, seed=0).numpy()

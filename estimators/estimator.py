@@ -84,7 +84,7 @@ def estimate(
     spec = methods.parse(method, **options)
     num_samples = _check_num_samples(num_samples)
     methods.check_num_samples(spec, num_samples)
-    chunk_size = spec.method.default_chunk if chunk_size is None else int(chunk_size)
+    chunk_size = default_chunk_size(spec, num_samples) if chunk_size is None else int(chunk_size)
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}")
     if tail_capacity is not None and (
@@ -108,6 +108,17 @@ def estimate(
     implementation = importlib.import_module(spec.method.module)
     result, diagnostics = implementation.run(spec, model, x, num_samples, as_seed(seed), context)
     return (result, diagnostics) if return_diagnostics else result
+
+
+def default_chunk_size(spec, num_samples):
+    """The method's default chunk, or the next power of two >= M when M is smaller.
+
+    A chunk is computed whole even where M is smaller (its overhang is masked), so at M = 1 a
+    256-sample chunk would cost 256 samples: a warm call at small M then cost 5x a bare compiled
+    function. Powers of two keep it to at most log2(chunk) + 1 compiled functions below the
+    default chunk; from there on one function serves every M. Pass ``chunk_size`` for one
+    function at every M (the sweep does)."""
+    return min(spec.method.default_chunk, 1 << (int(num_samples) - 1).bit_length())
 
 
 def compile_options(method, num_samples, chunk_size=DEFAULT_CHUNK_SIZE):

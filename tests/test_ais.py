@@ -228,7 +228,7 @@ def test_one_trace_serves_every_number_of_chains_and_steps():
     model = make_linear_gaussian()
     x = model.sample(3, seed=0)
     for chains, steps in ((1, 5), (7, 5), (300, 2), (3, 40), (600, 1)):
-        estimate(model, x, "ais:start=prior", chains, seed=chains, steps=steps)
+        estimate(model, x, "ais:start=prior", chains, seed=chains, steps=steps, chunk_size=8)
     spec = parse("ais:start=prior")
     fn = annealing.compiled_annealer(
         model, spec, None, False, False, spec.method.default_chunk, True

@@ -13,7 +13,9 @@ import tensorflow_probability as tfp
 from estimators import METHODS, estimate
 from estimators.algorithms.logspace import finish_logsumexp as _finish_logsumexp
 from estimators.algorithms.logspace import running_logsumexp as _running_logsumexp
-from estimators.estimator import DEFAULT_CHUNK_SIZE, compiled_estimator
+from estimators.estimator import DEFAULT_CHUNK_SIZE, compiled_estimator, default_chunk_size
+from estimators.methods import parse
+from estimators.models.base import model_cache
 
 from conftest import make_gmm, make_linear_gaussian, make_nonlinear
 
@@ -210,9 +212,23 @@ def test_one_compilation_serves_every_num_samples(method):
     model = make_linear_gaussian()
     x = model.sample(12, seed=0)
     for m in (3000, 3001, 4500, 1, 257, 10_000):
-        estimate(model, x, method, m, seed=m)
+        estimate(model, x, method, m, seed=m, chunk_size=DEFAULT_CHUNK_SIZE)
     fn = compiled_estimator(model, method, None, DEFAULT_CHUNK_SIZE)
     assert fn.experimental_get_tracing_count() == 1
+
+
+def test_default_chunk_shrinks_to_small_m_in_powers_of_two():
+    """Without chunk_size, M below the default chunk runs a chunk of the next power of two >= M
+    (a small M does not pay for 256 samples); from the default chunk on, one function."""
+    model = make_linear_gaussian()
+    x = model.sample(5, seed=0)
+    spec = parse("posterior_is")
+    for m in (1, 2, 3, 4, 100, 256, 257, 5000):
+        estimate(model, x, "posterior_is", m, seed=m)
+    cache = model_cache(model, "importance")
+    chunks = sorted(key[2] for key in cache if key[0] == spec.canonical)
+    assert chunks == [1, 2, 4, 128, 256]
+    assert [default_chunk_size(spec, m) for m in (1, 5, 255, 256, 10**6)] == [1, 8, 256, 256, 256]
 
 
 def test_graph_mode_agrees_with_xla_statistically(lg):

@@ -75,9 +75,11 @@ class LatentVariableModel(tf.Module):
             and x.shape.rank == 2
             and x.shape[1] == self.data_dim
             and x.shape[0]
-            and bool(tf.reduce_all(tf.math.is_finite(x)))
+            and np.isfinite(x.numpy()).all()
         ):
-            return x  # already checked-shape data: one cheap op, no copy through NumPy
+            # Data already a tensor of the right shape and dtype: only the finiteness check, in
+            # NumPy on the tensor's buffer (~10 us; two eager TensorFlow ops cost 10x that).
+            return x
         try:
             arr = np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float64)
         except (TypeError, ValueError) as err:
