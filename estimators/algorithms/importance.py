@@ -34,7 +34,7 @@ import tensorflow_probability as tfp
 
 from estimators import methods, sampling
 from estimators.algorithms import logspace, pareto
-from estimators.models.base import as_seed, model_cache
+from estimators.models.base import as_seed, int32_scalar, model_cache
 
 tfd = tfp.distributions
 
@@ -54,7 +54,7 @@ def run(spec, model, x, num_samples, seed, context, variant=None):
     fn = compiled_estimator(
         model, spec, posterior, context.chunk_size, context.jit_compile, capacity, variant
     )
-    log_p, diagnostics = call_compiled(model, fn, x, tf.constant(num_samples, tf.int32), seed, q)
+    log_p, diagnostics = call_compiled(model, fn, x, int32_scalar(num_samples), seed, q)
     if context.diagnostics and reports_khat and "khat" not in diagnostics:  # M < 21: no tail
         diagnostics["khat"] = tf.fill(tf.shape(log_p), tf.constant(np.nan, log_p.dtype))
     return log_p, diagnostics
