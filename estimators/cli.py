@@ -2,6 +2,7 @@
 
     estimators run [--preset default] [--quick] [--models a,b] [--methods m1,m2]
                    [--num-samples 1,4,16] [--repeats R] [--seed S] [--out reports/NAME] [--quiet]
+                   [--workers N | --scheduler tcp://HOST:PORT]
     estimators report RESULTS_DIR
     estimators compare OLD_DIR NEW_DIR [--metric rmse] [--threshold 1.5] [--fail-on-regression]
     estimators train NAME [--out DIR] [--epochs N] [--seed S] [--no-evaluate] [--quiet]
@@ -14,6 +15,7 @@ unreadable or mismatched results: exit code 1.
 import json
 import os
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Optional
 
@@ -23,6 +25,7 @@ from rich.table import Table
 
 from estimators import methods as registry
 from estimators import presets
+from estimators.distributed import ClusterError
 from estimators.results import ResultsError, load_results
 
 app = typer.Typer(help="Bias, variance and speed of Monte Carlo estimators of log p(x).",
@@ -74,6 +77,10 @@ def run(
     quiet: bool = typer.Option(False, help="no progress bar"),
     xla: Optional[bool] = typer.Option(None, "--xla/--no-xla",
                                        help="XLA or graph mode [default: XLA on GPU, graph on CPU]"),
+    workers: Optional[int] = typer.Option(None, help="run the cells on a local Dask cluster of N "
+                                                     "worker processes [default: in this process]"),
+    scheduler: Optional[str] = typer.Option(None, help="run the cells on an existing Dask cluster, "
+                                                       "e.g. tcp://HOST:8786"),
 ):
     """Sweep a preset's models x methods x M, then write the report. Rerun to resume."""
     method_list, sample_list = _method_specs(methods), _integers(num_samples)
@@ -88,15 +95,18 @@ def run(
     out = out or Path("reports") / (f"{preset}-quick" if quick else preset)
     started = time.perf_counter()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
-    from estimators.report import write_report
-    from estimators.sweep import sweep
+    cluster = ExitStack()  # closed (a local cluster shut down) however the run ends
+    client = _start_cluster(cluster, workers, scheduler)
     try:
+        from estimators.report import write_report
+        from estimators.sweep import sweep
         chosen = presets.select(presets.get_preset(preset, quick=quick), models=_names(models),
                                 methods=method_list, num_samples=sample_list, repeats=repeats)
         df = sweep(chosen.models, chosen.methods, chosen.num_samples, chosen.repeats,
                    chosen.data, seed, out=out, progress=not quiet,
                    jit_compile="auto" if xla is None else xla, min_chunk=chosen.min_chunk,
-                   metadata={"preset": preset, "quick": quick}, latents=chosen.latents)
+                   metadata={"preset": preset, "quick": quick}, latents=chosen.latents,
+                   client=client)
     except presets.UnknownNameError as err:
         _fail(str(err), USAGE_ERROR)
     except ResultsError as err:
@@ -108,9 +118,34 @@ def run(
     except KeyboardInterrupt:
         _fail(f"interrupted; finished cells are saved in {out}/cells: rerun the same command to "
               "resume", 130)
+    except ClusterError as err:
+        _fail(f"{err}; finished cells are saved in {out}/cells", RESULTS_ERROR)
+    finally:
+        cluster.close()
     summary = _write_report(df, out, write_report)
     _print_findings(summary)
     console.print(f"report: {out / 'report.html'}  ({time.perf_counter() - started:.1f} s in all)")
+
+
+def _start_cluster(stack, workers, scheduler):
+    """The Dask client of --workers N (a local cluster) or --scheduler ADDRESS, entered into
+    ``stack``; None without either (the sweep runs in this process). Prints the dashboard."""
+    from estimators.distributed import ClusterError, cluster_client, describe_cluster
+    if workers is not None and workers < 1:
+        _fail(f"--workers must be at least 1; got {workers}", USAGE_ERROR)
+    if workers is not None and scheduler is not None:
+        _fail("give --workers (a local cluster) or --scheduler (an existing one), not both",
+              USAGE_ERROR)
+    try:
+        client = stack.enter_context(cluster_client(workers, scheduler))
+    except (ClusterError, ValueError) as err:
+        _fail(str(err), USAGE_ERROR)
+    if client is not None:
+        info = describe_cluster(client)
+        console.print(f"Dask cluster {info['scheduler']}: {info['workers']} workers, "
+                      f"{info['threads']} threads on {len(info['hosts'])} host(s); dashboard: "
+                      f"{info['dashboard'] or 'none (install bokeh for one)'}", highlight=False)
+    return client
 
 
 @app.command()
@@ -133,10 +168,14 @@ def compare(
     fail_on_regression: bool = typer.Option(False, help="exit 1 when the metric regresses"),
 ):
     """Side-by-side bias, variance and time of two runs, with new/old ratios."""
-    from estimators.summary import METRICS, compare as compare_summaries, summarize
+    from estimators.summary import METRICS, compare as compare_summaries, summarize, timing_mismatch
     if metric not in METRICS:
         _fail(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}", USAGE_ERROR)
-    old, new = summarize(_load(old_dir)), summarize(_load(new_dir))
+    old_df, new_df = _load(old_dir), _load(new_dir)
+    mismatch = timing_mismatch(old_df.attrs, new_df.attrs)
+    if mismatch:
+        errors.print(f"warning: {mismatch}", highlight=False, soft_wrap=True)
+    old, new = summarize(old_df), summarize(new_df)
     try:
         table, regressions = compare_summaries(old, new, metric, threshold, atol)
     except ValueError as err:

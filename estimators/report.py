@@ -26,7 +26,7 @@ import seaborn as sns  # noqa: E402
 
 from estimators.results import atomic_write_bytes  # noqa: E402
 from estimators.summary import (ROUNDOFF_BIAS, ROUNDOFF_VARIANCE, fit_slopes,  # noqa: E402
-                                summarize, verdicts)
+                                summarize, timing_note, verdicts)
 
 FIGURES = {
     "error_vs_time.png": "RMSE of log p̂ against the time of one repeat: for a time budget on the "
@@ -174,6 +174,17 @@ def _run_facts(attrs):
         ("git commit", env.get("git_commit") or "—"),
         ("created", env.get("created", "—")),
     ]
+    cluster = attrs.get("cluster")
+    if cluster:
+        hosts = cluster.get("hosts", {})
+        per_host = ", ".join(f"{host}: {info['workers']}" for host, info in list(hosts.items())[:4])
+        facts.append(("cluster", f"{cluster.get('workers', '?')} Dask workers, "
+                      f"{cluster.get('threads', '?')} threads, on {len(hosts)} host(s) "
+                      f"({per_host}{', ...' if len(hosts) > 4 else ''}); scheduler "
+                      f"{cluster.get('scheduler', '?')}"))
+    note = timing_note(attrs)
+    if note:
+        facts.append(("timing", note))
     if run:
         facts.append(("sweep wall time", f"{run.get('wall_seconds', float('nan')):.1f} s "
                       f"({run.get('computed_cells', '?')} cells computed, "
@@ -232,8 +243,10 @@ def render_markdown(attrs, summary, slopes, texts):
     parts += ["## Figures", ""]
     for name, caption in FIGURES.items():
         parts += [f"![{name}]({name})", "", f"*{caption}*", ""]
-    parts += ["## Summary (one row per model × method × M)", "",
-              _markdown_table(_display_table(summary)), "", "## Run and environment", ""]
+    parts += ["## Summary (one row per model × method × M)", ""]
+    if timing_note(attrs):
+        parts += [f"> **Timing:** {timing_note(attrs)}", ""]
+    parts += [_markdown_table(_display_table(summary)), "", "## Run and environment", ""]
     parts += [f"- {label}: {value}" for label, value in _run_facts(attrs)]
     packages = attrs.get("environment", {}).get("packages", {})
     parts += ["- packages: " + ", ".join(f"{k} {v}" for k, v in packages.items()), ""]
@@ -262,8 +275,10 @@ def render_html(attrs, summary, slopes, texts, folder):
         data = base64.b64encode((Path(folder) / name).read_bytes()).decode()
         body.append(f'<figure><img alt="{name}" src="data:image/png;base64,{data}">'
                     f"<figcaption>{esc(caption)}</figcaption></figure>")
-    body += ["<h2>Summary (one row per model × method × M)</h2>",
-             _html_table(_display_table(summary)), "<h2>Run and environment</h2><ul>"]
+    body += ["<h2>Summary (one row per model × method × M)</h2>"]
+    if timing_note(attrs):
+        body.append(f"<p><b>Timing:</b> {esc(timing_note(attrs))}</p>")
+    body += [_html_table(_display_table(summary)), "<h2>Run and environment</h2><ul>"]
     body += [f"<li>{esc(label)}: {esc(str(value))}</li>" for label, value in _run_facts(attrs)]
     body += ["</ul>", "<details><summary>full environment (JSON)</summary><pre>",
              esc(json.dumps(attrs.get("environment", {}), indent=2)), "</pre></details>"]

@@ -29,6 +29,10 @@ and the truths to ``out/truths/``; a rerun with the same ``out`` loads those and
 missing cells, so it ends with the same table as an uninterrupted run. A file written under a
 different configuration (seed, repeats, data, model parameters, compilation mode, chunking)
 raises ``ResultsError`` naming the difference; nothing is overwritten.
+
+On a cluster. With ``client=`` (a ``dask.distributed.Client``) every cell is a task on the
+cluster's workers (``estimators.distributed``); this process still writes each finished cell and
+the truths as they arrive, so the table, the files and resuming are the same as in-process.
 """
 import datetime
 import hashlib
@@ -37,6 +41,7 @@ import json
 import os
 import platform
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -65,10 +70,12 @@ RECORDED_ENV_VARS = ("TF_ENABLE_ONEDNN_OPTS", "TF_XLA_FLAGS", "CUDA_VISIBLE_DEVI
                      "OMP_NUM_THREADS", "OPENBLAS_CORETYPE")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 DIAGNOSTICS = ("ess", "khat", "accept", "stages")  # per-point columns; NaN where a method has none
+CELL_PLACE = ("host", "worker", "host_concurrency")  # where a cell was timed (cell records)
 
 
 def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, progress=True,
-          jit_compile="auto", min_chunk=1, max_chunk=256, metadata=None, latents=None):
+          jit_compile="auto", min_chunk=1, max_chunk=256, metadata=None, latents=None,
+          client=None):
     """Run every (model, method, M) cell ``repeats`` times; return the tidy table of DESIGN §4.
 
     models: {name: model}; data: {name: x [N, D]} (a key per model); methods: names or specs
@@ -81,13 +88,24 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
     or "auto" (XLA on GPU, graph on CPU, where it compiles ~10x faster and ran these small models
     faster; see PERFORMANCE.md). ``out``: folder for incremental, resumable results (see module
     docstring); the final table is also saved as ``out/results.parquet``. ``metadata``: extra
-    JSON-able entries for ``df.attrs["config"]`` (e.g. the preset's name).
+    JSON-able entries for ``df.attrs["config"]`` (e.g. the preset's name). ``client``: a
+    ``dask.distributed.Client``: run each cell as a task on its cluster (models must pickle;
+    "auto" then asks a worker whether it has a GPU); None: in this process.
 
     The returned frame's ``attrs`` hold "config", "environment", "compile" (one record per
-    cell: compile_seconds, chunk_size, repeats_per_call) and "run" (wall time, cells computed
-    and cells loaded from ``out``).
+    cell: compile_seconds, chunk_size, repeats_per_call, the host that timed it and, on a
+    cluster, its worker and host_concurrency: the cells its host ran at once), "run" (wall
+    time, cells computed and cells loaded from ``out``) and "cluster" (None in-process; else
+    workers, threads and hosts, see ``distributed.describe_cluster``).
     """
     specs, budgets, repeats = _check_arguments(models, methods, num_samples, repeats, data)
+    cluster = None
+    if client is not None:
+        from estimators import distributed
+        cluster = {**distributed.describe_cluster(client),
+                   "worker_environments": distributed.probe_workers(client)}
+        if jit_compile == "auto":  # the workers' devices decide, not this machine's
+            jit_compile = all(e["device"] == "GPU" for e in cluster["worker_environments"])
     jit_compile = resolve_jit_compile(jit_compile)
     out = None if out is None else Path(out)
     truths_dir = None if out is None else out / TRUTHS_DIR
@@ -116,14 +134,19 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
     frames, compile_records, warmed, loaded = [], [], set(), 0
     started = time.perf_counter()
     with _progress_bar(cells, enabled=progress) as bar:
+        on_cluster = {} if client is None else _run_on_cluster(client, cells, out, bar)
         for cell in cells:
+            if cell.cell_id in on_cluster:  # computed, saved and counted by _run_on_cluster
+                frame, record = on_cluster[cell.cell_id]
+                frames.append(frame)
+                compile_records.append(record)
+                continue
             bar.start(cell)
             frame, record = _load_cell(out, cell) if out is not None else (None, None)
             loaded += frame is not None
             if frame is None:
                 frame, record = _compute_cell(cell, warmed)
-                if out is not None:
-                    write_table(frame, out / CELLS_DIR / cell.filename, record)
+                _save_cell(out, cell, frame, record)
             frames.append(frame)
             compile_records.append(record)
             bar.done(cell)
@@ -134,11 +157,12 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
                               min_chunk, max_chunk, metadata),
         "environment": environment_info(jit_compile),
         "compile": [{k: r[k] for k in ("model", "method", "num_samples", "compile_seconds",
-                                       "chunk_size", "repeats_per_call")}
+                                       "chunk_size", "repeats_per_call", *CELL_PLACE) if k in r}
                     for r in compile_records],
         "run": {"wall_seconds": time.perf_counter() - started, "loaded_cells": loaded,
                 "computed_cells": len(cells) - loaded},
         "skipped": skipped,
+        "cluster": cluster,
     }
     if out is not None:
         save_results(df, out)
@@ -258,20 +282,28 @@ class _ModelState:
 
     def truth(self):
         """(log p(x) [N], standard error [N]) from ``reference_log_marginal``, cached on disk."""
-        if self._truth is None:
-            path = None if self.truths_dir is None else self.truths_dir / f"{self.name}.parquet"
-            if path is not None and path.exists():
-                stored = read_table(path)
-                if stored.attrs.get("fingerprint") != self.fingerprint:
-                    raise ResultsError(f"{path} holds the truth of a different model or data set; "
-                                       "use another output folder or delete it")
-                self._truth = (stored["truth"].to_numpy(), stored["truth_se"].to_numpy())
-            else:
-                self._truth = reference_log_marginal(self.model, self.x)
-                if path is not None:
-                    write_table(pd.DataFrame({"truth": self._truth[0], "truth_se": self._truth[1]}),
-                                path, {"fingerprint": self.fingerprint, "model": self.name})
+        if self.stored_truth() is None:
+            self.store_truth(reference_log_marginal(self.model, self.x))
         return self._truth
+
+    def stored_truth(self):
+        """The truth if known (in memory or in ``truths_dir``), else None; computes nothing."""
+        path = None if self.truths_dir is None else self.truths_dir / f"{self.name}.parquet"
+        if self._truth is None and path is not None and path.exists():
+            stored = read_table(path)
+            if stored.attrs.get("fingerprint") != self.fingerprint:
+                raise ResultsError(f"{path} holds the truth of a different model or data set; "
+                                   "use another output folder or delete it")
+            self._truth = (stored["truth"].to_numpy(), stored["truth_se"].to_numpy())
+        return self._truth
+
+    def store_truth(self, truth):
+        """Keep (log p(x), standard error), computed here or on a worker; write it to disk."""
+        self._truth = tuple(np.asarray(t, np.float64) for t in truth)
+        if self.truths_dir is not None:
+            write_table(pd.DataFrame({"truth": self._truth[0], "truth_se": self._truth[1]}),
+                        self.truths_dir / f"{self.name}.parquet",
+                        {"fingerprint": self.fingerprint, "model": self.name})
 
     def prior_proposal(self, seed):
         """prior_is's fixed q(z): moment-matched to the aggregate posterior of the *untiled* data."""
@@ -384,8 +416,35 @@ def _compute_cell(cell, warmed):
             "evaluations": float(cell.spec.evaluations(cell.num_samples))}))
     record = {"model": state.name, "method": cell.method, "num_samples": cell.num_samples,
               "compile_seconds": compile_seconds, "chunk_size": cell.chunk_size,
-              "repeats_per_call": b, "fingerprint": cell.fingerprint, "settings": cell.settings}
+              "repeats_per_call": b, "fingerprint": cell.fingerprint, "settings": cell.settings,
+              "host": socket.gethostname()}
     return tidy(pd.concat(rows, ignore_index=True)), record
+
+
+def _save_cell(out, cell, frame, record):
+    """Write a finished cell to ``out/cells`` (atomically); nothing without ``out``."""
+    if out is not None:
+        write_table(frame, out / CELLS_DIR / cell.filename, record)
+
+
+def _run_on_cluster(client, cells, out, bar):
+    """Compute the cells not yet in ``out`` on the cluster; save each one and advance the bar
+    as it arrives. Returns {cell_id: (frame, record)} of the cells computed."""
+    from estimators.distributed import run_cells
+
+    missing = [cell for cell in cells
+               if out is None or not (out / CELLS_DIR / cell.filename).exists()]
+    finished = {}
+
+    def on_cell(cell, frame, record):
+        _save_cell(out, cell, frame, record)
+        finished[cell.cell_id] = frame, record
+        bar.start(cell)
+        bar.done(cell)
+
+    if missing:
+        run_cells(client, missing, lambda state, truth: state.store_truth(truth), on_cell)
+    return finished
 
 
 def _load_cell(out, cell):

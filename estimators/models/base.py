@@ -37,6 +37,13 @@ class LatentVariableModel(tf.Module):
     def posterior(self, x):
         raise NotImplementedError(f"{type(self).__name__} has no exact posterior p(z|x)")
 
+    def __getstate__(self):
+        """Pickling (e.g. to send a model to Dask workers) leaves out the library's caches:
+        compiled functions do not pickle, and the receiving process compiles its own."""
+        state = dict(self.__dict__)
+        state.pop("_cache", None)
+        return state
+
     @property
     def has_exact_posterior(self):
         return type(self).posterior is not LatentVariableModel.posterior
