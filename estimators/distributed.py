@@ -44,13 +44,16 @@ Nothing here imports TensorFlow at module level: the scheduler side needs none.
 import os
 import pickle
 import socket
+import time
 import uuid
+from collections import Counter, deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 CONNECT_TIMEOUT = 10  # seconds to reach a scheduler
 WORKER_TIMEOUT = 60  # seconds to wait for a scheduler's first worker
 TASK_RETRIES = 2  # reruns of a task that raised something other than ValueError
+IN_FLIGHT_PER_THREAD = 4  # cell tasks submitted ahead, per worker thread
 THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 NUMERIC_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -347,53 +350,76 @@ def _compiled_functions(value, path=""):
 def run_cells(client, cells, on_truth, on_cell):
     """Compute ``cells`` (sweep ``_Cell``s) on the cluster. As each result arrives (in any
     order): ``on_truth(state, (truth, truth_se))`` for a truth computed on a worker (its model's
-    cells are submitted then), ``on_cell(cell, frame, record)`` for a cell; the record gains
+    cells become ready then), ``on_cell(cell, frame, record)`` for a cell; the record gains
     the ``worker`` and ``host_concurrency`` (cells its host could run at once) besides
-    ``host``. Unfinished tasks are cancelled on the way out, whatever the exit (an error, an
-    interrupt)."""
+    ``host``. Cells are submitted in order, at most ``IN_FLIGHT_PER_THREAD`` per worker thread
+    at a time (each task carries its model's pickle: this bounds the scheduler's memory).
+    Unfinished tasks are cancelled on the way out, whatever the exit (an error, an interrupt)."""
     from distributed import as_completed
 
     run = uuid.uuid4().hex[:8]
-    states, by_model = {}, {}
-    for cell in cells:
-        states.setdefault(cell.state.name, cell.state)
-        by_model.setdefault(cell.state.name, []).append(cell)
+    states = {cell.state.name: cell.state for cell in cells}
     payloads = {name: ModelPayload.of(state) for name, state in states.items()}
-    pending, finished = {}, as_completed()  # task key -> (future, what, the cell or model state)
+    truths = {name: state.stored_truth() for name, state in states.items()}
+    pending, finished = {}, as_completed()  # task key -> (future, kind, the cell or model state)
+    ready = deque(cell for cell in cells if truths[cell.state.name] is not None)  # in order
+    blocked = {}  # model name -> its cells, until its truth arrives
+    for cell in cells:
+        if truths[cell.state.name] is None:
+            blocked.setdefault(cell.state.name, []).append(cell)
+    limit, in_flight = _InFlightLimit(client), Counter()
 
-    def submit(what, entry, function, *args, **options):
+    def submit(kind, entry, function, *args, **options):
         future = client.submit(function, *args, pure=False, retries=TASK_RETRIES, **options)
-        pending[future.key] = (future, what, entry)
+        pending[future.key] = (future, kind, entry)
+        in_flight[kind] += 1
         finished.add(future)
 
-    def submit_cells(name, truth):
-        for cell in by_model[name]:
-            submit("cell", cell, _cell_task, CellTask.of(cell), payloads[name], truth,
-                   key=f"cell-{cell.cell_id}-{run}")
+    def submit_ready_cells():
+        while ready and in_flight["cell"] < limit.now():
+            cell = ready.popleft()
+            submit("cell", cell, _cell_task, CellTask.of(cell), payloads[cell.state.name],
+                   truths[cell.state.name], key=f"cell-{cell.cell_id}-{run}")
 
-    known = {name: state.stored_truth() for name, state in states.items()}
-    for name, truth in known.items():  # truths first: their cells wait for them
+    for name, truth in truths.items():  # truths first: their cells wait for them
         if truth is None:
             submit("truth", states[name], _truth_task, payloads[name], key=f"truth-{name}-{run}",
                    priority=1)
-    for name, truth in known.items():
-        if truth is not None:
-            submit_cells(name, truth)
+    submit_ready_cells()
     concurrency = _HostConcurrency(client)
     try:
         for future in finished:
-            future, what, entry = pending.pop(future.key)
-            result = _result(future, f"cell {entry.cell_id}" if what == "cell"
+            future, kind, entry = pending.pop(future.key)
+            in_flight[kind] -= 1
+            result = _result(future, f"cell {entry.cell_id}" if kind == "cell"
                              else f"the truth of {entry.name}")
-            if what == "truth":
+            if kind == "truth":
                 on_truth(entry, result)
-                submit_cells(entry.name, result)
-                continue
-            frame, record = result
-            record["host_concurrency"] = concurrency.of(record["worker"])
-            on_cell(entry, frame, record)
+                truths[entry.name] = result
+                ready.extend(blocked.pop(entry.name))
+            else:
+                frame, record = result
+                record["host_concurrency"] = concurrency.of(record["worker"])
+                on_cell(entry, frame, record)
+            submit_ready_cells()
     finally:
         client.cancel([future for future, _, _ in pending.values()])
+
+
+class _InFlightLimit:
+    """How many cell tasks may be submitted and unfinished at once: ``IN_FLIGHT_PER_THREAD``
+    per worker thread (asks the scheduler again every ``REFRESH`` seconds: workers come and go)."""
+
+    REFRESH = 10.0
+
+    def __init__(self, client):
+        self.client, self.limit, self.checked = client, 0, -float("inf")
+
+    def now(self):
+        if time.monotonic() - self.checked > self.REFRESH:
+            threads = sum(self.client.nthreads().values())
+            self.limit, self.checked = IN_FLIGHT_PER_THREAD * max(threads, 1), time.monotonic()
+        return self.limit
 
 
 def _result(future, what):
