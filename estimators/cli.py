@@ -12,6 +12,7 @@ TensorFlow is imported only inside ``run`` (and ``train``), so ``report``, ``com
 and ``--help`` start without it. Bad names or arguments: one line on stderr and exit code 2;
 unreadable or mismatched results: exit code 1.
 """
+import importlib.util
 import json
 import os
 import time
@@ -130,7 +131,7 @@ def run(
 def _start_cluster(stack, workers, scheduler):
     """The Dask client of --workers N (a local cluster) or --scheduler ADDRESS, entered into
     ``stack``; None without either (the sweep runs in this process). Prints the dashboard."""
-    from estimators.distributed import ClusterError, cluster_client, describe_cluster
+    from estimators.distributed import cluster_client, describe_cluster
     if workers is not None and workers < 1:
         _fail(f"--workers must be at least 1; got {workers}", USAGE_ERROR)
     if workers is not None and scheduler is not None:
@@ -142,9 +143,12 @@ def _start_cluster(stack, workers, scheduler):
         _fail(str(err), USAGE_ERROR)
     if client is not None:
         info = describe_cluster(client)
+        dashboard = info["dashboard"] or "none"
+        if workers is not None and importlib.util.find_spec("bokeh") is None:
+            dashboard += " (it needs bokeh: pip install bokeh)"
         console.print(f"Dask cluster {info['scheduler']}: {info['workers']} workers, "
                       f"{info['threads']} threads on {len(info['hosts'])} host(s); dashboard: "
-                      f"{info['dashboard'] or 'none (install bokeh for one)'}", highlight=False)
+                      f"{dashboard}", highlight=False)
     return client
 
 

@@ -90,7 +90,7 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
     docstring); the final table is also saved as ``out/results.parquet``. ``metadata``: extra
     JSON-able entries for ``df.attrs["config"]`` (e.g. the preset's name). ``client``: a
     ``dask.distributed.Client``: run each cell as a task on its cluster (models must pickle;
-    "auto" then asks a worker whether it has a GPU); None: in this process.
+    "auto" then means XLA when every worker has a GPU); None: in this process.
 
     The returned frame's ``attrs`` hold "config", "environment", "compile" (one record per
     cell: compile_seconds, chunk_size, repeats_per_call, the host that timed it and, on a
