@@ -148,7 +148,7 @@ def _start_cluster(stack, workers, scheduler):
             dashboard += " (it needs bokeh: pip install bokeh)"
         console.print(f"Dask cluster {info['scheduler']}: {info['workers']} workers, "
                       f"{info['threads']} threads on {len(info['hosts'])} host(s); dashboard: "
-                      f"{dashboard}", highlight=False)
+                      f"{dashboard}", highlight=False, soft_wrap=True)
     return client
 
 

@@ -260,16 +260,10 @@ _WARMED = set()  # compiled shapes this worker has warmed up (see sweep._compute
 
 
 def _worker_tensorflow():
-    """Import TensorFlow in a worker (first task only) and apply the thread counts of its
-    environment before TensorFlow starts its runtime."""
+    """Import TensorFlow in a worker (first task only). It takes its thread counts from
+    TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS, which ``local_cluster`` put in the
+    worker's environment (or the user did, for ``dask worker``)."""
     import tensorflow as tf
-    for name, setter in (("TF_NUM_INTRAOP_THREADS", tf.config.threading.set_intra_op_parallelism_threads),
-                         ("TF_NUM_INTEROP_THREADS", tf.config.threading.set_inter_op_parallelism_threads)):
-        if os.environ.get(name, "").isdigit():
-            try:
-                setter(int(os.environ[name]))
-            except RuntimeError:  # the runtime is already running: the first task set it
-                pass
     return tf
 
 

@@ -67,7 +67,8 @@ RESULTS_VERSION = 2  # bump when the meaning of stored numbers changes (2: metho
 PACKAGES = ("estimators", "tensorflow", "tensorflow-probability", "numpy", "scipy", "pandas",
             "pyarrow", "matplotlib", "seaborn")
 RECORDED_ENV_VARS = ("TF_ENABLE_ONEDNN_OPTS", "TF_XLA_FLAGS", "CUDA_VISIBLE_DEVICES",
-                     "OMP_NUM_THREADS", "OPENBLAS_CORETYPE")
+                     "OMP_NUM_THREADS", "OPENBLAS_CORETYPE", "TF_NUM_INTRAOP_THREADS",
+                     "TF_NUM_INTEROP_THREADS")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 DIAGNOSTICS = ("ess", "khat", "accept", "stages")  # per-point columns; NaN where a method has none
 CELL_PLACE = ("host", "worker", "host_concurrency")  # where a cell was timed (cell records)
