@@ -5,8 +5,11 @@
         df = sweep(models, methods, num_samples, repeats, data, out="reports/mine", client=client)
 
 ``estimators run --workers N`` / ``--scheduler tcp://HOST:PORT`` do the same. Without a client
-the sweep runs in-process, as before; with one, it gives the same table (same cells, rows and
-truths; estimates equal up to float32 round-off, since the workers' thread counts differ).
+the sweep runs in-process, as before; with one, it gives the same table: same cells, rows and
+truths; estimates equal up to float32 round-off, which comes from the workers' TensorFlow thread
+count (it changes the order of floating-point sums). HMC chains (AIS, BDMC) amplify that
+round-off into different, equally valid chains: equal in distribution, and equal digit by digit
+only under equal thread counts (``--workers 1`` reproduces an in-process run exactly).
 
 How a distributed sweep runs (``run_cells``):
 - Every task carries all it needs (no task depends on another's result, so the scheduler hands
@@ -20,9 +23,10 @@ How a distributed sweep runs (``run_cells``):
   with that worker's reference cache); the calling process writes it, then submits the
   model's cells with it.
 - Cells: one task each, described by names and numbers (``CellTask``); the worker rebuilds the
-  ``_Cell`` and checks that its fingerprint matches the caller's (same code, same model, same
-  data), then runs exactly the in-process code (``sweep._compute_cell``). Every cell draws from
-  its own seed, so a recomputed cell gives the same numbers wherever it runs.
+  ``_Cell`` and checks that its settings (its fingerprint's inputs) match the caller's (same
+  code, model and data), then runs exactly the in-process code (``sweep._compute_cell``). Every
+  cell draws from its own seed, so a recomputed cell gives the same numbers on any worker with
+  the same thread count.
 - The calling process writes each finished cell to ``out/cells/`` as it arrives
   (``as_completed``): workers need no shared filesystem, and an interrupted run resumes, with a
   cluster or without.
@@ -184,6 +188,8 @@ def probe_workers(client):
     number of workers and their hosts. ``sweep`` resolves ``jit_compile="auto"`` from these
     (XLA when every worker has a GPU), not from the calling machine."""
     workers = list(client.scheduler_info(n_workers=-1).get("workers", {}))
+    if not workers:
+        raise ClusterError(f"the Dask cluster at {client.scheduler.address} has no workers")
     futures = [client.submit(_worker_environment, pure=False, workers=[worker],
                              allow_other_workers=True) for worker in workers]
     distinct = {}
