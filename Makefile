@@ -1,12 +1,12 @@
 # Two commands do everything on a fresh machine:
 #   make run   - create/update .venv, install, run the default comparison into reports/default/
-#   make test  - create/update .venv, install, run the tests
+#   make test  - create/update .venv, install, run the tests (make lint: ruff check + format check)
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench-check clean
+.PHONY: run test lint install bench-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -24,6 +24,10 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench-check: install
 	$(BIN)/asv check --python=same

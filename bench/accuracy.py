@@ -25,6 +25,7 @@ The exact cases (``posterior_is`` and ``elbo`` with the exact posterior of the G
 linear-Gaussian models: |bias| = variance = 0, M/ESS = 1) are the sharpest sentinels: any shift
 of the estimate, in either direction, shows up there as a change from 0.
 """
+
 import numpy as np
 
 from .common import METHODS, MODELS, cached_model, data
@@ -64,8 +65,9 @@ class TrackAccuracy:
             x_rep = np.tile(x, (REPEATS, 1))
             for method in METHODS:
                 for m in ACCURACY_M:
-                    log_p_hat, diag = estimate(model, x_rep, method, m, seed=SEED,
-                                               return_diagnostics=True)
+                    log_p_hat, diag = estimate(
+                        model, x_rep, method, m, seed=SEED, return_diagnostics=True
+                    )
                     log_p_hat = np.asarray(log_p_hat, np.float64).reshape(REPEATS, -1)
                     log_ess = np.log(np.asarray(diag["ess"], np.float64)).reshape(REPEATS, -1)
                     results[model_name, method, m] = _accuracy(m, log_p_hat, log_ess, truth)

@@ -5,6 +5,7 @@ M = 1; every later call with any M reuses the compiled function (see ``speed.py`
 builds a new model instance (milliseconds), so the per-model cache of compiled estimators is
 always cold. TensorFlow's one-off start-up is paid in ``setup``, not in the first sample.
 """
+
 from estimators import estimate
 
 from .common import MODELS, build_model, data, warm_up_tensorflow
@@ -15,7 +16,7 @@ class TimeCompile:
 
     params = (list(MODELS),)
     param_names = ("model",)
-    number = 1        # every call must compile from scratch
+    number = 1  # every call must compile from scratch
     repeat = 4
     rounds = 1
     warmup_time = 0.0

@@ -9,6 +9,7 @@ travels in it), the result's transfer and the sweep's fixed cost (describing the
 probe task per worker, the truth task). (seconds on dask_1_worker - seconds in_process) / 64 is
 the per-cell overhead of the distributed path (amortising the fixed cost over 64 cells).
 """
+
 from .common import build_model, data
 
 NUM_SAMPLES = list(range(1, 65))
@@ -31,6 +32,7 @@ class TimeSweepOverhead:
             from distributed import Client
 
             from estimators.distributed import local_cluster
+
             self.cluster = local_cluster(1)
             self.client = Client(self.cluster)
         self.model, self.x = build_model("gmm"), data("gmm")
@@ -43,5 +45,14 @@ class TimeSweepOverhead:
 
     def time_sweep(self, where):
         from estimators.sweep import sweep
-        sweep({"gmm": self.model}, ["naive_mc"], NUM_SAMPLES, 2, {"gmm": self.x}, min_chunk=64,
-              progress=False, client=self.client)
+
+        sweep(
+            {"gmm": self.model},
+            ["naive_mc"],
+            NUM_SAMPLES,
+            2,
+            {"gmm": self.x},
+            min_chunk=64,
+            progress=False,
+            client=self.client,
+        )

@@ -5,6 +5,7 @@ TensorFlow (most of it, about 0.9 GB), the compilation in ``setup``, and one ``e
 at M samples per point for 32 points. The 2^16 and 2^18 results should be equal; an estimator that
 held all M samples at once would need on the order of a gigabyte more at 2^18.
 """
+
 from estimators import estimate
 
 from .common import MODELS, cached_model, data

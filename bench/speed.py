@@ -6,6 +6,7 @@ so the timed call is sampling, log weights and the chunked reduction, plus the f
 of a call. M = 1 shows that fixed cost (it still runs one chunk of 256 samples); M = 2^16 shows
 the per-sample throughput (256 chunks). Compilation itself is timed in ``compilation.py``.
 """
+
 from estimators import estimate
 
 from .common import METHODS, MODELS, cached_model, data
@@ -16,10 +17,10 @@ class TimeEstimate:
 
     params = (list(MODELS), list(METHODS), [1, 2**16])
     param_names = ("model", "method", "M")
-    number = 1             # one call per sample: calls take 3 ms to 1 s
-    repeat = (3, 6, 3.0)   # 3 to 6 samples per round, stopping after 3 s
-    rounds = 2             # two processes per parameter set, interleaved with the others
-    warmup_time = 0.0      # setup already made a warm call
+    number = 1  # one call per sample: calls take 3 ms to 1 s
+    repeat = (3, 6, 3.0)  # 3 to 6 samples per round, stopping after 3 s
+    rounds = 2  # two processes per parameter set, interleaved with the others
+    warmup_time = 0.0  # setup already made a warm call
     timeout = 300
 
     def setup(self, model, method, M):

@@ -5,16 +5,18 @@
     log_p_hat = estimate(model, x, "posterior_is", num_samples=1024, seed=0)
 
 The public names below are imported lazily (PEP 562 ``__getattr__``): ``import estimators.summary``
-or ``estimators report`` must not pay for loading TensorFlow (DESIGN §8), and Python runs this
+or ``estimators report`` must not pay for loading TensorFlow (docs/architecture.md), and Python runs this
 file before any submodule. ``from estimators import estimate`` works as usual. (The estimator
 lives in ``estimators.estimator``: a submodule named ``estimate`` would shadow the function.)
 """
+
 import importlib
 
 _EXPORTS = {
     "METHODS": "estimators.estimator",
     "estimate": "estimators.estimator",
     "AmortizedPosterior": "estimators.models",
+    "ConditionalMADE": "estimators.models",
     "GaussianMixture": "estimators.models",
     "InfiniteMixture": "estimators.models",
     "LatentVariableModel": "estimators.models",

@@ -21,6 +21,7 @@ log P(v) >= E_u[log p((v + u) / 17)] - 64 log 17.
 Every split is fixed: digits are split once by a permutation from ``SPLIT_SEED``; toy sets draw
 train and test from separate seeds.
 """
+
 import re
 
 import numpy as np
@@ -35,7 +36,7 @@ SPLITS = ("train", "test")
 DATASETS = ("digits-gaussian", "digits-bernoulli", "pinwheel", "ring")
 
 
-def load_data(name, split="train"):
+def load_data(name: str, split: str = "train") -> np.ndarray:
     """The data set ``name`` (a dataset or model name) as float32 [N, D]; split "train" or "test"."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose from {SPLITS}")
@@ -49,20 +50,23 @@ def load_data(name, split="train"):
 def dataset_name(name):
     """Resolve a dataset or model name to a dataset name.
 
-    A model is named ``<data>[-<likelihood>]-d<latent_dim>``: ``digits-bernoulli-d8`` ->
-    ``digits-bernoulli``; ``pinwheel-gaussian-d2`` -> ``pinwheel`` (toy sets are real-valued).
+    A model is named ``<data>[-<likelihood>][-ar]-d<latent_dim>``: ``digits-bernoulli-d8`` ->
+    ``digits-bernoulli``; ``pinwheel-gaussian-d2`` -> ``pinwheel`` (toy sets are real-valued);
+    ``-ar`` marks an autoregressive component (``digits-gaussian-ar-d8`` -> ``digits-gaussian``).
     """
     if name in DATASETS:
         return name
-    match = re.fullmatch(r"(?P<base>.+?)(-(?P<lik>gaussian|bernoulli))?(-d\d+)?", str(name))
+    match = re.fullmatch(r"(?P<base>.+?)(-(?P<lik>gaussian|bernoulli))?(-ar)?(-d\d+)?", str(name))
     if match:
         base, lik = match["base"], match["lik"]
         if lik and f"{base}-{lik}" in DATASETS:
             return f"{base}-{lik}"
         if base in DATASETS and base in ("pinwheel", "ring") and lik in (None, "gaussian"):
             return base
-    raise ValueError(f"unknown dataset or model name {name!r}; datasets: {', '.join(DATASETS)} "
-                     "(model names add -<likelihood>-d<latent_dim>, e.g. digits-bernoulli-d8)")
+    raise ValueError(
+        f"unknown dataset or model name {name!r}; datasets: {', '.join(DATASETS)} "
+        "(model names add -<likelihood>-d<latent_dim>, e.g. digits-bernoulli-d8)"
+    )
 
 
 def _digits(kind, split):

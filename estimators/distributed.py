@@ -45,6 +45,8 @@ seconds are not comparable with a sequential run.
 
 Nothing here imports TensorFlow at module level: the scheduler side needs none.
 """
+
+import hashlib
 import os
 import pickle
 import socket
@@ -67,6 +69,7 @@ class ClusterError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- clusters
+
 
 def available_cores():
     """CPU cores this process may use (its affinity mask, not the machine's count)."""
@@ -92,16 +95,23 @@ def local_cluster(workers):
     threads = str(worker_threads(workers))
     numeric = {name: threads for name in NUMERIC_THREAD_VARIABLES}
     saved = {name: os.environ.get(name) for name in numeric}
-    config = {"distributed.worker.multiprocessing-method": "spawn",
-              # BLAS reads these when it loads, so they are set before the process starts
-              # (the nanny sets them in its own environment too: restored below).
-              "distributed.nanny.pre-spawn-environ": numeric}
+    config = {
+        "distributed.worker.multiprocessing-method": "spawn",
+        # BLAS reads these when it loads, so they are set before the process starts
+        # (the nanny sets them in its own environment too: restored below).
+        "distributed.nanny.pre-spawn-environ": numeric,
+    }
     try:
         with dask.config.set(config):
-            return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                env={**{name: threads for name in THREAD_VARIABLES},
-                                     "TF_CPP_MIN_LOG_LEVEL": os.environ.get(
-                                         "TF_CPP_MIN_LOG_LEVEL", "2")})
+            return LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                env={
+                    **{name: threads for name in THREAD_VARIABLES},
+                    "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+                },
+            )
     finally:
         for name, value in saved.items():
             if value is None:
@@ -127,9 +137,11 @@ def connect(scheduler):
         client.wait_for_workers(1, timeout=WORKER_TIMEOUT)
     except (OSError, TimeoutError) as err:
         client.close()
-        raise ClusterError(f"the Dask scheduler at {scheduler} has no worker after "
-                           f"{WORKER_TIMEOUT} s ({type(err).__name__}); start some with "
-                           f"`dask worker {scheduler} --nthreads 1`") from None
+        raise ClusterError(
+            f"the Dask scheduler at {scheduler} has no worker after "
+            f"{WORKER_TIMEOUT} s ({type(err).__name__}); start some with "
+            f"`dask worker {scheduler} --nthreads 1`"
+        ) from None
     return client
 
 
@@ -138,8 +150,9 @@ def cluster_client(workers=None, scheduler=None):
     """``with cluster_client(workers=N) as client`` (a local cluster, closed at the end), or
     ``scheduler="tcp://HOST:PORT"`` (an existing one, left running); neither: None (in-process)."""
     if workers is not None and scheduler is not None:
-        raise ValueError("give either workers (a local cluster) or scheduler (an existing "
-                         "cluster), not both")
+        raise ValueError(
+            "give either workers (a local cluster) or scheduler (an existing cluster), not both"
+        )
     if scheduler is not None:
         client = connect(scheduler)
         try:
@@ -153,6 +166,7 @@ def cluster_client(workers=None, scheduler=None):
     import logging
 
     from distributed import Client
+
     cluster = local_cluster(workers)
     try:
         with Client(cluster) as client:
@@ -177,21 +191,28 @@ def describe_cluster(client):
         host = hosts.setdefault(worker["host"], {"workers": 0, "threads": 0})
         host["workers"] += 1
         host["threads"] += int(worker["nthreads"])
-    return {"scheduler": client.scheduler.address, "workers": len(info.get("workers", {})),
-            "threads": sum(h["threads"] for h in hosts.values()), "hosts": hosts,
-            "dashboard": client.dashboard_link or None}
+    return {
+        "scheduler": client.scheduler.address,
+        "workers": len(info.get("workers", {})),
+        "threads": sum(h["threads"] for h in hosts.values()),
+        "hosts": hosts,
+        "dashboard": client.dashboard_link or None,
+    }
 
 
 def probe_workers(client):
     """One task per worker (so that all of them import TensorFlow at once, at the start): the
     distinct worker environments (TensorFlow version, device, thread settings), each with its
     number of workers and their hosts. ``sweep`` resolves ``jit_compile="auto"`` from these
-    (XLA when every worker has a GPU), not from the calling machine."""
+    (XLA when every worker has a GPU, else each method's CPU default, ``sweep.PER_METHOD``), not
+    from the calling machine."""
     workers = list(client.scheduler_info(n_workers=-1).get("workers", {}))
     if not workers:
         raise ClusterError(f"the Dask cluster at {client.scheduler.address} has no workers")
-    futures = [client.submit(_worker_environment, pure=False, workers=[worker],
-                             allow_other_workers=True) for worker in workers]
+    futures = [
+        client.submit(_worker_environment, pure=False, workers=[worker], allow_other_workers=True)
+        for worker in workers
+    ]
     distinct = {}
     for environment in client.gather(futures):
         host = environment.pop("host")
@@ -206,20 +227,32 @@ def probe_workers(client):
 def _worker_environment():
     tf = _worker_tensorflow()
     gpus = tf.config.list_physical_devices("GPU")
-    return {"host": socket.gethostname(), "tensorflow": tf.__version__,
-            "device": "GPU" if gpus else "CPU", "gpus": len(gpus),
-            "cpu_count": available_cores(),
-            "env": {k: os.environ[k] for k in (*THREAD_VARIABLES, *NUMERIC_THREAD_VARIABLES,
-                                               "CUDA_VISIBLE_DEVICES") if k in os.environ}}
+    return {
+        "host": socket.gethostname(),
+        "tensorflow": tf.__version__,
+        "device": "GPU" if gpus else "CPU",
+        "gpus": len(gpus),
+        "cpu_count": available_cores(),
+        "env": {
+            k: os.environ[k]
+            for k in (*THREAD_VARIABLES, *NUMERIC_THREAD_VARIABLES, "CUDA_VISIBLE_DEVICES")
+            if k in os.environ
+        },
+    }
 
 
 # --------------------------------------------------------------------------- tasks
 
+
 @dataclass(frozen=True)
 class ModelPayload:
-    """A model as it travels to the workers: pickled (no caches), with its data."""
+    """A model as it travels to the workers: pickled (no caches), with its data. ``key`` names
+    it on the workers: its fingerprint, or (a model that cannot be fingerprinted, in a sweep
+    without ``out``) a hash of its pickle and data."""
+
     name: str
-    fingerprint: str
+    fingerprint: str | None
+    key: str
     model: bytes
     x: object  # numpy [N, D]
     latents: object  # numpy [N, d] or None
@@ -227,18 +260,30 @@ class ModelPayload:
     @classmethod
     def of(cls, state):
         import cloudpickle
+        import numpy as np
+
         try:
             blob = cloudpickle.dumps(state.model)
         except Exception as err:  # pickling raises whatever the offending object raises
-            raise ValueError(f"model {state.name} cannot be sent to the workers: it does not "
-                             f"pickle ({type(err).__name__}: {err})") from None
-        return cls(state.name, state.fingerprint, blob, state.x.numpy(),
-                   None if state.latents is None else state.latents.numpy())
+            raise ValueError(
+                f"model {state.name} cannot be sent to the workers: it does not "
+                f"pickle ({type(err).__name__}: {err})"
+            ) from None
+        x = state.x.numpy()
+        latents = None if state.latents is None else state.latents.numpy()
+        key = state.fingerprint
+        if key is None:
+            digest = hashlib.sha256(state.name.encode() + blob + np.ascontiguousarray(x).tobytes())
+            if latents is not None:
+                digest.update(np.ascontiguousarray(latents).tobytes())
+            key = "unfingerprinted-" + digest.hexdigest()
+        return cls(state.name, state.fingerprint, key, blob, x, latents)
 
 
 @dataclass(frozen=True)
 class CellTask:
     """What a worker needs, besides the model, to rebuild a ``_Cell``: names and numbers."""
+
     method: str  # canonical spec
     num_samples: int
     repeats: int
@@ -250,18 +295,27 @@ class CellTask:
 
     @classmethod
     def of(cls, cell):
-        return cls(cell.method, cell.num_samples, cell.repeats, cell.seed, cell.jit_compile,
-                   cell.min_chunk, cell.max_chunk, cell.settings)
+        return cls(
+            cell.method,
+            cell.num_samples,
+            cell.repeats,
+            cell.seed,
+            cell.jit_compile,
+            cell.min_chunk,
+            cell.max_chunk,
+            cell.settings,
+        )
 
 
 @dataclass(frozen=True)
 class TaskFailure:
     """A ValueError raised in a task, returned as a value so that Dask does not retry it."""
+
     where: str
     message: str
 
 
-_STATES = {}  # fingerprint -> sweep._ModelState: a worker's models and their compiled functions
+_STATES = {}  # payload key -> sweep._ModelState: a worker's models and their compiled functions
 _WARMED = set()  # compiled shapes this worker has warmed up (see sweep._compute_cell)
 
 
@@ -270,21 +324,25 @@ def _worker_tensorflow():
     TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS, which ``local_cluster`` put in the
     worker's environment (or the user did, for ``dask worker``)."""
     import tensorflow as tf
+
     return tf
 
 
 def _worker_state(payload):
     """This worker's ``_ModelState`` of the payload's model, built once per worker."""
-    state = _STATES.get(payload.fingerprint)
+    state = _STATES.get(payload.key)
     if state is None:
         _worker_tensorflow()
         from estimators import sweep
+
         model = pickle.loads(payload.model)
         state = sweep._ModelState(payload.name, model, payload.x, latents=payload.latents)
         if state.fingerprint != payload.fingerprint:
-            raise ValueError(f"model {payload.name} differs on worker {socket.gethostname()} "
-                             "from the caller's (another version of estimators or TensorFlow?)")
-        _STATES[payload.fingerprint] = state
+            raise ValueError(
+                f"model {payload.name} differs on worker {socket.gethostname()} "
+                "from the caller's (another version of estimators or TensorFlow?)"
+            )
+        _STATES[payload.key] = state
     return state
 
 
@@ -306,16 +364,27 @@ def _cell_task(task, payload, truth):
 
         from estimators import methods as registry
         from estimators import sweep
+
         state = _worker_state(payload)
         if state._truth is None:
             state._truth = truth
-        cell = sweep._Cell(state, registry.parse(task.method), task.num_samples, task.repeats,
-                           task.seed, task.jit_compile, task.min_chunk, task.max_chunk)
+        cell = sweep._Cell(
+            state,
+            registry.parse(task.method),
+            task.num_samples,
+            task.repeats,
+            task.seed,
+            task.jit_compile,
+            task.min_chunk,
+            task.max_chunk,
+        )
         if cell.settings != task.settings:
             differ = sorted(k for k, v in cell.settings.items() if task.settings.get(k) != v)
-            raise ValueError(f"cell {where} has another configuration on worker "
-                             f"{socket.gethostname()} than in the calling process "
-                             f"({', '.join(differ)} differ: another version of estimators?)")
+            raise ValueError(
+                f"cell {where} has another configuration on worker "
+                f"{socket.gethostname()} than in the calling process "
+                f"({', '.join(differ)} differ: another version of estimators?)"
+            )
         frame, record = sweep._compute_cell(cell, _WARMED)
     except ValueError as err:
         return TaskFailure(where, str(err))
@@ -346,6 +415,7 @@ def _compiled_functions(value, path=""):
 
 
 # --------------------------------------------------------------------------- the caller's side
+
 
 def run_cells(client, cells, on_truth, on_cell):
     """Compute ``cells`` (sweep ``_Cell``s) on the cluster. As each result arrives (in any
@@ -378,21 +448,35 @@ def run_cells(client, cells, on_truth, on_cell):
     def submit_ready_cells():
         while ready and in_flight["cell"] < limit.now():
             cell = ready.popleft()
-            submit("cell", cell, _cell_task, CellTask.of(cell), payloads[cell.state.name],
-                   truths[cell.state.name], key=f"cell-{cell.cell_id}-{run}")
+            submit(
+                "cell",
+                cell,
+                _cell_task,
+                CellTask.of(cell),
+                payloads[cell.state.name],
+                truths[cell.state.name],
+                key=f"cell-{cell.cell_id}-{run}",
+            )
 
     for name, truth in truths.items():  # truths first: their cells wait for them
         if truth is None:
-            submit("truth", states[name], _truth_task, payloads[name], key=f"truth-{name}-{run}",
-                   priority=1)
+            submit(
+                "truth",
+                states[name],
+                _truth_task,
+                payloads[name],
+                key=f"truth-{name}-{run}",
+                priority=1,
+            )
     submit_ready_cells()
     concurrency = _HostConcurrency(client)
     try:
         for future in finished:
             future, kind, entry = pending.pop(future.key)
             in_flight[kind] -= 1
-            result = _result(future, f"cell {entry.cell_id}" if kind == "cell"
-                             else f"the truth of {entry.name}")
+            result = _result(
+                future, f"cell {entry.cell_id}" if kind == "cell" else f"the truth of {entry.name}"
+            )
             if kind == "truth":
                 on_truth(entry, result)
                 truths[entry.name] = result
@@ -426,11 +510,13 @@ def _result(future, what):
     """The task's result; a TaskFailure becomes the ValueError it was, a task that killed its
     workers a ClusterError."""
     from distributed import KilledWorker
+
     try:
         result = future.result()
     except KilledWorker as err:
-        raise ClusterError(f"{what}: the workers running it died repeatedly (out of memory?): "
-                           f"{err}") from None
+        raise ClusterError(
+            f"{what}: the workers running it died repeatedly (out of memory?): {err}"
+        ) from None
     if isinstance(result, TaskFailure):
         raise ValueError(f"{result.where}: {result.message}")
     return result
@@ -445,8 +531,10 @@ class _HostConcurrency:
 
     def of(self, worker):
         from distributed.comm import get_address_host
+
         host = get_address_host(worker)
         if host not in self.threads:
-            self.threads = {h: info["threads"]
-                            for h, info in describe_cluster(self.client)["hosts"].items()}
+            self.threads = {
+                h: info["threads"] for h, info in describe_cluster(self.client)["hosts"].items()
+            }
         return self.threads.get(host, 1)

@@ -7,6 +7,7 @@ spec options (``estimate(..., "ais", K, seed=0, steps=1000)`` is the same call).
 checked here, once, for every method; the method's own module (``Method.module``, under
 ``estimators.algorithms``) does the sampling in one compiled TensorFlow function.
 """
+
 import importlib
 import logging
 from dataclasses import dataclass
@@ -15,8 +16,11 @@ import numpy as np
 import tensorflow as tf
 
 from estimators import methods
-from estimators.algorithms.importance import (compiled_estimator, default_posterior,  # noqa: F401
-                                              default_prior_proposal)
+from estimators.algorithms.importance import (  # noqa: F401
+    compiled_estimator,
+    default_posterior,
+    default_prior_proposal,
+)
 from estimators.models.base import as_seed
 
 METHODS = tuple(methods.names())
@@ -38,38 +42,82 @@ tf.get_logger().addFilter(_HideRetracingWarning())
 @dataclass(frozen=True)
 class Context:
     """What a method's ``run`` gets besides the model, data, M and seed."""
-    proposal: object = None           # prior_is: a distribution; posterior methods: x -> q(z|x)
+
+    proposal: object = None  # prior_is: a distribution; posterior methods: x -> q(z|x)
     chunk_size: int = DEFAULT_CHUNK_SIZE  # samples (or chains) per chunk of the streaming loop
-    jit_compile: bool = True          # XLA (True) or TensorFlow graph mode (False)
+    jit_compile: bool = True  # XLA (True) or TensorFlow graph mode (False)
     posterior_samples: object = None  # bdmc: z ~ p(z|x) exactly, [N, d]
+    diagnostics: bool = False  # the caller wants the diagnostics (k-hat costs a running top)
+    tail_capacity: int = None  # size of that running top (default: from M; see pareto)
 
 
-def estimate(model, x, method, num_samples, *, seed, proposal=None, chunk_size=None,
-             jit_compile=True, return_diagnostics=False, posterior_samples=None, **options):
+def estimate(
+    model,
+    x,
+    method,
+    num_samples,
+    *,
+    seed,
+    proposal=None,
+    chunk_size=None,
+    jit_compile=True,
+    return_diagnostics=False,
+    posterior_samples=None,
+    tail_capacity=None,
+    **options,
+):
     """log p^(x) (or the method's bound) for each row of x [N, D]; returns a Tensor [N].
 
     ``method``: a name or spec from ``estimators.methods`` (``estimators list`` shows them);
     ``**options`` set the method's options. ``num_samples``: M samples for importance sampling,
-    K chains for AIS and BDMC. ``proposal``: a distribution over z for ``prior_is``; a callable
-    x -> distribution over z for the methods that use q(z|x). ``posterior_samples``: exact draws
-    z ~ p(z|x) [N, d] for ``bdmc`` on a model without an exact posterior. ``seed``: an int or a
-    [2] stateless seed; same seed, same numbers. With ``return_diagnostics=True`` returns
-    (estimate, {name: [N]}): the Kish ``ess`` for every method, plus per-method diagnostics
-    (``accept`` and ``step_size`` for AIS).
+    K chains for AIS and BDMC, K particles for SMC. ``proposal``: a distribution over z for
+    ``prior_is``; a callable x -> distribution over z for the methods that use q(z|x).
+    ``posterior_samples``: exact draws z ~ p(z|x) [N, d] for ``bdmc`` on a model without an
+    exact posterior. ``seed``: an int or a [2] stateless seed; same seed, same numbers. With
+    ``return_diagnostics=True`` returns (estimate, {name: [N]}): the Kish ``ess`` for every
+    method, the Pareto ``khat`` of the importance weights (NaN where M < 21; not for the ELBO),
+    plus per-method diagnostics (``accept`` and ``step_size`` for AIS; ``accept``, ``stages``
+    and ``evaluations`` for SMC). ``tail_capacity``: the size of the running top of log weights
+    that k-hat needs (default: the next power of two >= its tail size + 1; see
+    ``compile_options``). ``ValueError`` where M is below the method's minimum (psis: 21).
     """
     spec = methods.parse(method, **options)
     num_samples = _check_num_samples(num_samples)
-    chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else int(chunk_size)
+    methods.check_num_samples(spec, num_samples)
+    chunk_size = spec.method.default_chunk if chunk_size is None else int(chunk_size)
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}")
+    if tail_capacity is not None and (
+        isinstance(tail_capacity, bool)
+        or tail_capacity <= 0
+        or not isinstance(tail_capacity, (int, np.integer))
+    ):
+        raise ValueError(f"tail_capacity must be a positive integer; got {tail_capacity!r}")
     x = model.check_data(x)
     methods.check_applicable(spec, model, proposal=proposal, posterior_samples=posterior_samples)
     if posterior_samples is not None:
         posterior_samples = _check_posterior_samples(model, x, posterior_samples)
-    context = Context(proposal, chunk_size, bool(jit_compile), posterior_samples)
+    context = Context(
+        proposal,
+        chunk_size,
+        bool(jit_compile),
+        posterior_samples,
+        bool(return_diagnostics),
+        None if tail_capacity is None else int(tail_capacity),
+    )
     implementation = importlib.import_module(spec.method.module)
     result, diagnostics = implementation.run(spec, model, x, num_samples, as_seed(seed), context)
     return (result, diagnostics) if return_diagnostics else result
+
+
+def compile_options(method, num_samples, chunk_size=DEFAULT_CHUNK_SIZE):
+    """Keyword arguments for ``estimate`` that, with x's shape and the chunk size, pick the
+    compiled function a ``return_diagnostics=True`` call at M = ``num_samples`` runs (e.g. the
+    capacity of k-hat's running top, which grows with M). A call at a smaller M with the same
+    options runs the same function: the sweep's untimed warm-up uses this."""
+    spec = methods.parse(method)
+    hook = getattr(importlib.import_module(spec.method.module), "compile_options", None)
+    return hook(spec, int(num_samples), int(chunk_size)) if hook else {}
 
 
 def _check_num_samples(num_samples):
@@ -90,7 +138,9 @@ def _check_posterior_samples(model, x, z):
     z = tf.convert_to_tensor(z, model.dtype)
     want = [int(x.shape[0]), model.latent_dim]
     if z.shape.as_list() != want:
-        raise ValueError(f"posterior_samples must have shape [N, d] = {want}; got {z.shape.as_list()}")
+        raise ValueError(
+            f"posterior_samples must have shape [N, d] = {want}; got {z.shape.as_list()}"
+        )
     if not np.all(np.isfinite(z.numpy())):
         raise ValueError("posterior_samples contains NaN or inf")
     return z

@@ -1,5 +1,6 @@
 """Atomic file writes: a temporary file in the same folder, then a rename (``os.replace`` is
 atomic), so a killed process leaves either the old file or the new one, never half a file."""
+
 import os
 import tempfile
 from pathlib import Path

@@ -5,8 +5,10 @@ No TensorFlow here: ``estimators list``, reports and comparisons read this table
 else keeps a list of method names. Adding a method is one ``Method`` entry below and one
 implementation module (``Method.module``) that defines
 
-    run(model, x, num_samples, seed, options, *, proposal, chunk_size, jit_compile,
-        posterior_samples) -> (estimate [N], diagnostics {name: [N]})
+    run(spec, model, x, num_samples, seed, context) -> (estimate [N], diagnostics {name: [N]})
+
+(``context``: ``estimators.estimator.Context`` with the proposal, chunk size, compile mode and
+exact posterior samples).
 
 **Method specs.** A method with options is named by a spec string, ``ais`` or
 ``ais:steps=1000,schedule=sigmoid``. ``parse`` checks the name and every option (a ``ValueError``
@@ -18,6 +20,8 @@ what the tidy table's ``method`` column stores: two spellings of one configurati
 The ELBO is below log p(x) for every draw's expectation (a lower bound whose gap is a KL
 divergence). A bias-corrected estimator (the jackknife) is no bound at all.
 """
+
+import functools
 from dataclasses import dataclass, field
 
 STOCHASTIC_LOWER = "stochastic lower bound (unbiased for p(x))"
@@ -26,21 +30,23 @@ LOWER = "lower bound (E <= log p(x) - KL)"
 NO_BOUND = "no bound"
 
 # What a method needs of a model (checked by ``check_applicable``).
-NEEDS_POSTERIOR = "posterior"            # a q(z|x): the exact posterior, an amortized one, or proposal=
+NEEDS_POSTERIOR = "posterior"  # a q(z|x): the exact posterior, an amortized one, or proposal=
 NEEDS_EXACT_SAMPLES = "exact_posterior"  # z ~ p(z|x) exactly: model.posterior or posterior_samples=
-NEEDS_CONTINUOUS = "continuous_latent"   # gradients in z (HMC): not a GMM's component index
+NEEDS_CONTINUOUS = "continuous_latent"  # gradients in z (HMC): not a GMM's component index
 
 
 @dataclass(frozen=True)
 class Option:
     """One option of a method: a name, a default and what values are valid."""
+
     name: str
     default: object
     help: str
     choices: tuple = ()
-    low: float = None   # smallest valid value (inclusive) for numbers
+    low: float = None  # smallest valid value (inclusive) for numbers
     high: float = None  # largest valid value (inclusive)
     open_low: bool = False  # low itself is not valid
+    open_high: bool = False  # high itself is not valid
 
     @property
     def kind(self):
@@ -69,19 +75,22 @@ class Option:
         except (TypeError, ValueError):
             raise ValueError(f"{where} must be {kind.__name__}; got {value!r}") from None
         if self.choices and value not in self.choices:
-            raise ValueError(f"{where} must be one of {', '.join(map(str, self.choices))}; "
-                             f"got {value!r}")
+            raise ValueError(
+                f"{where} must be one of {', '.join(map(str, self.choices))}; got {value!r}"
+            )
         if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
             bound = f"> {self.low}" if self.open_low else f">= {self.low}"
             raise ValueError(f"{where} must be {bound}; got {value!r}")
-        if self.high is not None and value > self.high:
-            raise ValueError(f"{where} must be <= {self.high}; got {value!r}")
+        if self.high is not None and (value > self.high or (self.open_high and value == self.high)):
+            bound = f"< {self.high}" if self.open_high else f"<= {self.high}"
+            raise ValueError(f"{where} must be {bound}; got {value!r}")
         return value
 
 
 @dataclass(frozen=True)
 class Method:
     """A registry entry: what a method computes, what it needs, its options and its cost."""
+
     name: str
     description: str
     module: str  # the implementation: a module with ``run`` (see the module docstring)
@@ -91,7 +100,15 @@ class Method:
     options: tuple = ()
     samples: str = "samples"  # what num_samples counts: samples, chains or particles
     in_presets: bool = False  # run by presets that do not name their methods
-    cost: str = "M"           # likelihood evaluations per point, as a formula
+    # Samples (or chains) per chunk of the streaming loop when estimate() is not told: a chunk is
+    # computed whole even when M is smaller, so costly per-sample work wants small chunks.
+    default_chunk: int = 256
+    # The sweep's compilation mode on CPU (on GPU always XLA): graph mode compiles ~10x faster
+    # and ran importance sampling on the presets' models as fast or faster; XLA ran AIS ~10x
+    # faster than graph mode (many small ops in nested loops).
+    cpu_jit_compile: bool = False
+    cost: str = "M"  # likelihood evaluations per point, as a formula
+    min_samples: int = 1  # the smallest num_samples the method accepts
     # evaluations(num_samples, options) -> evaluations of log p(x|z) (or its gradient) per point
     evaluations: object = field(default=lambda num_samples, options: num_samples, repr=False)
 
@@ -106,6 +123,7 @@ class Method:
 @dataclass(frozen=True)
 class MethodSpec:
     """A method with every option set: what ``estimate`` runs and the table stores."""
+
     method: Method
     options: tuple  # ((name, value), ...) sorted by name: hashable
 
@@ -142,6 +160,17 @@ def _format(value):
 def parse(spec, **overrides):
     """A ``MethodSpec`` from ``"name"`` or ``"name:opt=v,..."`` (or a MethodSpec), plus keyword
     options; ``ValueError`` naming an unknown method or option, or a bad value."""
+    if isinstance(spec, str) and not overrides:
+        return _parse_string(spec)  # cached: estimate() in a loop does not re-parse
+    return _parse(spec, **overrides)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_string(spec):
+    return _parse(spec)
+
+
+def _parse(spec, **overrides):
     if isinstance(spec, MethodSpec):
         spec, given = spec.name, dict(spec.options)
     else:
@@ -171,6 +200,14 @@ def canonical(spec, **overrides):
     return parse(spec, **overrides).canonical
 
 
+def label(spec):
+    """A short display name: the method with only its non-default options (``ais:steps=1000``)."""
+    spec = parse(spec)
+    defaults = {o.name: o.default for o in spec.method.options}
+    changed = [f"{k}={_format(v)}" for k, v in spec.options if v != defaults[k]]
+    return spec.name + (":" + ",".join(changed) if changed else "")
+
+
 def names():
     """Every registered method name, in registry order."""
     return list(REGISTRY)
@@ -190,36 +227,75 @@ def check_applicable(spec, model, *, proposal=None, posterior_samples=None):
     spec = parse(spec)
     method, kind = spec.method, type(model).__name__
     if NEEDS_CONTINUOUS in method.needs and getattr(model, "latent_dim", 0) == 0:
-        raise ValueError(f"{method.name} needs a continuous latent (it moves z by HMC); "
-                         f"{kind}'s latent is a discrete component index")
-    has_posterior = (getattr(model, "has_exact_posterior", False)
-                     or getattr(model, "amortized_posterior", None) is not None)
+        raise ValueError(
+            f"{method.name} needs a continuous latent (it moves z by HMC); "
+            f"{kind}'s latent is a discrete component index"
+        )
+    has_posterior = (
+        getattr(model, "has_exact_posterior", False)
+        or getattr(model, "amortized_posterior", None) is not None
+    )
     if NEEDS_POSTERIOR in method.needs and proposal is None and not has_posterior:
-        raise ValueError(f"{method.name} needs a posterior proposal q(z|x): {kind} has no exact or "
-                         "amortized posterior; pass proposal= (a callable x -> distribution)")
+        raise ValueError(
+            f"{method.name} needs a posterior proposal q(z|x): {kind} has no exact or "
+            "amortized posterior; pass proposal= (a callable x -> distribution)"
+        )
     start = spec.kwargs.get("start")
     if start == "posterior" and proposal is None and not has_posterior:
-        raise ValueError(f"{spec.canonical}: start=posterior needs an exact or amortized "
-                         f"posterior, and {kind} has neither; use start=prior or pass proposal=")
-    if (NEEDS_EXACT_SAMPLES in method.needs and posterior_samples is None
-            and not getattr(model, "has_exact_posterior", False)):
-        raise ValueError(f"{method.name} needs exact posterior samples z ~ p(z|x): {kind} has no "
-                         "exact posterior, so pass posterior_samples=z (for data simulated with "
-                         "model.sample(n, seed, return_latents=True))")
+        raise ValueError(
+            f"{spec.canonical}: start=posterior needs an exact or amortized "
+            f"posterior, and {kind} has neither; use start=prior or pass proposal="
+        )
+    if (
+        NEEDS_EXACT_SAMPLES in method.needs
+        and posterior_samples is None
+        and not getattr(model, "has_exact_posterior", False)
+    ):
+        raise ValueError(
+            f"{method.name} needs exact posterior samples z ~ p(z|x): {kind} has no "
+            "exact posterior, so pass posterior_samples=z (for data simulated with "
+            "model.sample(n, seed, return_latents=True))"
+        )
+
+
+def check_num_samples(spec, num_samples):
+    """ValueError naming the minimum when ``num_samples`` is below what ``spec`` accepts."""
+    method = parse(spec).method
+    if num_samples < method.min_samples:
+        raise ValueError(
+            f"{method.name} needs num_samples >= {method.min_samples}"
+            f"{_MIN_REASONS.get(method.name, '')}; got {num_samples}"
+        )
 
 
 def table():
     """One dict per method (name, bound, returns, needs, options, cost): for listings."""
-    return [{"method": m.name, "description": m.description, "returns": m.returns,
-             "bound": m.bound, "needs": ", ".join(m.needs) or "-", "num_samples": m.samples,
-             "cost": m.cost,
-             "options": ", ".join(f"{o.name}={_format(o.default)}" for o in m.options) or "-"}
-            for m in REGISTRY.values()]
+    return [
+        {
+            "method": m.name,
+            "description": m.description,
+            "returns": m.returns,
+            "bound": m.bound,
+            "needs": ", ".join(m.needs) or "-",
+            "num_samples": m.samples,
+            "cost": m.cost,
+            "options": ", ".join(f"{o.name}={_format(o.default)}" for o in m.options) or "-",
+        }
+        for m in REGISTRY.values()
+    ]
 
 
 # --------------------------------------------------------------------------- the registry
 
 _IS = "estimators.algorithms.importance"
+# Chains per chunk for AIS/BDMC: K rounded up to a multiple of this runs (the overhang masked).
+ANNEALING_CHUNK = 8
+PSIS_MIN_SAMPLES = 21  # the smallest M whose Pareto tail ceil(min(M/5, 3 sqrt(M))) has 5 weights
+_MIN_REASONS = {
+    "psis": " (its Pareto fit needs a tail of at least 5 weights, and the tail is "
+    "ceil(min(M/5, 3 sqrt(M))))",
+    "jackknife_iwae": " (its leave-one-out estimates need two samples)",
+}
 
 
 def _annealing_evaluations(num_chains, options):
@@ -227,49 +303,236 @@ def _annealing_evaluations(num_chains, options):
     per_chain = options["steps"] * (options["leapfrog"] + 1)
     pilot = 0
     if options["adapt"] == "pilot":
-        pilot = options["pilot_chains"] * min(options["steps"], options["pilot_steps"]) * (
-            options["leapfrog"] + 1)
+        pilot = (
+            options["pilot_chains"]
+            * min(options["steps"], options["pilot_steps"])
+            * (options["leapfrog"] + 1)
+        )
     return num_chains * per_chain + pilot
 
 
 _ANNEALING_OPTIONS = (
     Option("steps", 100, "T: number of annealing temperatures (intermediate distributions)", low=1),
-    Option("schedule", "sigmoid", "the beta_t path from 0 to 1",
-           choices=("linear", "sigmoid", "geometric")),
+    Option(
+        "schedule",
+        "sigmoid",
+        "the beta_t path from 0 to 1",
+        choices=("linear", "sigmoid", "geometric"),
+    ),
     Option("leapfrog", 10, "L: leapfrog steps per HMC move", low=1),
     Option("step_size", 0.1, "initial HMC step size (before adaptation)", low=0.0, open_low=True),
-    Option("adapt", "pilot", "pilot: tune step sizes toward acceptance 0.65 in a short pilot run, "
-           "then freeze them per temperature and point (unbiased); online: adapt each chain from "
-           "its own acceptances during the run (x1.02 / x0.98, as eval_gen; slightly biased); "
-           "none: keep step_size", choices=("pilot", "online", "none")),
+    Option(
+        "adapt",
+        "pilot",
+        "pilot: tune step sizes toward acceptance 0.65 in a short pilot run, "
+        "then freeze them per temperature and point (unbiased); online: adapt each chain from "
+        "its own acceptances during the run (x1.02 / x0.98, as eval_gen; slightly biased); "
+        "none: keep step_size",
+        choices=("pilot", "online", "none"),
+    ),
     Option("pilot_chains", 8, "chains per point in the pilot run", low=1),
-    Option("pilot_steps", 100, "temperatures of the pilot run (step sizes are interpolated in "
-           "beta onto the measured run's temperatures)", low=2),
+    Option(
+        "pilot_steps",
+        100,
+        "temperatures of the pilot run (step sizes are interpolated in "
+        "beta onto the measured run's temperatures)",
+        low=2,
+    ),
 )
 
-REGISTRY = {m.name: m for m in (
-    Method("naive_mc", "importance sampling from the prior: q = p(z), log w = log p(x|z)", _IS,
-           STOCHASTIC_LOWER, in_presets=True),
-    Method("prior_is", "importance sampling from a fixed q(z) that ignores x (default: a Gaussian "
-           "moment-matched to the aggregate posterior)", _IS, STOCHASTIC_LOWER, in_presets=True),
-    Method("posterior_is", "importance sampling from p(z|x) where exact, else the amortized "
-           "q(z|x) (the IWAE bound)", _IS, STOCHASTIC_LOWER, needs=(NEEDS_POSTERIOR,),
-           in_presets=True),
-    Method("elbo", "mean log weight under the posterior_is proposal", _IS, LOWER,
-           returns="ELBO", needs=(NEEDS_POSTERIOR,), in_presets=True),
-    Method("ais", "annealed importance sampling (Neal 2001) with HMC moves, forward from the start "
-           "distribution to p(x, z)", "estimators.algorithms.ais", STOCHASTIC_LOWER,
-           needs=(NEEDS_CONTINUOUS,), samples="chains", cost="K T (L + 1) + pilot",
-           evaluations=_annealing_evaluations,
-           options=_ANNEALING_OPTIONS + (
-               Option("start", "auto", "start distribution: prior p(z), posterior q(z|x) (exact "
-                      "or amortized), or auto (posterior where one exists)",
-                      choices=("auto", "prior", "posterior")),)),
-    Method("bdmc", "reverse AIS from exact posterior samples (Grosse et al. 2015): with ais it "
-           "sandwiches log p(x)", "estimators.algorithms.bdmc", STOCHASTIC_UPPER,
-           needs=(NEEDS_CONTINUOUS, NEEDS_EXACT_SAMPLES), samples="chains",
-           cost="K T (L + 1) + pilot", evaluations=_annealing_evaluations,
-           options=_ANNEALING_OPTIONS + (
-               Option("start", "auto", "the distribution the reverse path ends at (as ais's "
-                      "start): prior, posterior or auto", choices=("auto", "prior", "posterior")),)),
-)}
+
+def _smc_evaluations(num_particles, options):
+    """At most (K + pilot) (S + (S - 1) m L) at the stage cap S = max_stages: the number of stages
+    is random. The count of a run, with its own S per point, is the ``evaluations`` diagnostic of
+    ``estimate(..., return_diagnostics=True)``, which the sweep stores."""
+    stages = options["max_stages"]
+    pilot = options["pilot_particles"] if options["adapt"] == "pilot" else 0
+    return (num_particles + pilot) * (
+        stages + (stages - 1) * options["moves"] * options["leapfrog"]
+    )
+
+
+REGISTRY = {
+    m.name: m
+    for m in (
+        Method(
+            "naive_mc",
+            "importance sampling from the prior: q = p(z), log w = log p(x|z)",
+            _IS,
+            STOCHASTIC_LOWER,
+            in_presets=True,
+        ),
+        Method(
+            "prior_is",
+            "importance sampling from a fixed q(z) that ignores x (default: a Gaussian "
+            "moment-matched to the aggregate posterior)",
+            _IS,
+            STOCHASTIC_LOWER,
+            in_presets=True,
+        ),
+        Method(
+            "posterior_is",
+            "importance sampling from p(z|x) where exact, else the amortized "
+            "q(z|x) (the IWAE bound)",
+            _IS,
+            STOCHASTIC_LOWER,
+            needs=(NEEDS_POSTERIOR,),
+            in_presets=True,
+        ),
+        Method(
+            "elbo",
+            "mean log weight under the posterior_is proposal",
+            _IS,
+            LOWER,
+            returns="ELBO",
+            needs=(NEEDS_POSTERIOR,),
+            in_presets=True,
+        ),
+        Method(
+            "psis",
+            "Pareto-smoothed importance sampling (Vehtari et al. 2024) of the posterior_is "
+            "weights: the largest ceil(min(M/5, 3 sqrt(M))) are replaced by quantiles of a "
+            "generalized Pareto fit to them, truncated at the largest raw weight; biased (downward "
+            "as a rule) but with far less variance when the weights are heavy-tailed",
+            "estimators.algorithms.psis",
+            NO_BOUND,
+            needs=(NEEDS_POSTERIOR,),
+            min_samples=PSIS_MIN_SAMPLES,
+        ),
+        Method(
+            "defensive_is",
+            "defensive importance sampling (Hesterberg 1995): proposal "
+            "alpha p(z) + (1 - alpha) q(z|x) with posterior_is's q; unbiased, and every weight is "
+            "at most p(x|z) / alpha",
+            "estimators.algorithms.defensive_is",
+            STOCHASTIC_LOWER,
+            needs=(NEEDS_POSTERIOR,),
+            options=(
+                Option(
+                    "alpha",
+                    0.1,
+                    "weight of the prior in the proposal mixture",
+                    low=0.0,
+                    high=1.0,
+                    open_high=True,
+                ),
+            ),
+        ),
+        Method(
+            "jackknife_iwae",
+            "Nowozin's (2018) jackknife bias correction of the IWAE "
+            "(posterior_is) estimate from the same weights: M L_M - (M - 1) mean_i L_{M-1}^(-i); "
+            "bias O(1/M^2) instead of O(1/M), no longer a bound",
+            "estimators.algorithms.jackknife_iwae",
+            NO_BOUND,
+            needs=(NEEDS_POSTERIOR,),
+            min_samples=2,
+        ),
+        Method(
+            "ais",
+            "annealed importance sampling (Neal 2001) with HMC moves, forward from the start "
+            "distribution to p(x, z)",
+            "estimators.algorithms.ais",
+            STOCHASTIC_LOWER,
+            needs=(NEEDS_CONTINUOUS,),
+            samples="chains",
+            cost="K T (L + 1) + pilot",
+            evaluations=_annealing_evaluations,
+            default_chunk=ANNEALING_CHUNK,
+            cpu_jit_compile=True,
+            options=_ANNEALING_OPTIONS
+            + (
+                Option(
+                    "start",
+                    "auto",
+                    "start distribution: prior p(z), posterior q(z|x) (exact "
+                    "or amortized), or auto (posterior where one exists)",
+                    choices=("auto", "prior", "posterior"),
+                ),
+            ),
+        ),
+        Method(
+            "bdmc",
+            "reverse AIS from exact posterior samples (Grosse et al. 2015): with ais it "
+            "sandwiches log p(x)",
+            "estimators.algorithms.bdmc",
+            STOCHASTIC_UPPER,
+            needs=(NEEDS_CONTINUOUS, NEEDS_EXACT_SAMPLES),
+            samples="chains",
+            cost="K T (L + 1) + pilot",
+            evaluations=_annealing_evaluations,
+            default_chunk=ANNEALING_CHUNK,
+            cpu_jit_compile=True,
+            options=_ANNEALING_OPTIONS
+            + (
+                Option(
+                    "start",
+                    "auto",
+                    "the distribution the reverse path ends at (as ais's "
+                    "start): prior, posterior or auto",
+                    choices=("auto", "prior", "posterior"),
+                ),
+            ),
+        ),
+        Method(
+            "smc",
+            "sequential Monte Carlo with adaptive tempering: each stage's temperature "
+            "step keeps the particles' ESS at target_ess K, then systematic resampling and HMC "
+            "moves",
+            "estimators.algorithms.smc",
+            STOCHASTIC_LOWER,
+            needs=(NEEDS_CONTINUOUS,),
+            samples="particles",
+            cpu_jit_compile=True,
+            cost="(K + pilot) (S + (S - 1) m L), S stages (random, <= max_stages)",
+            evaluations=_smc_evaluations,
+            options=(
+                Option(
+                    "start",
+                    "auto",
+                    "start distribution: prior p(z), posterior q(z|x) "
+                    "(exact or amortized), or auto (posterior where one exists)",
+                    choices=("auto", "prior", "posterior"),
+                ),
+                Option(
+                    "target_ess",
+                    0.5,
+                    "each stage's temperature step brings the ESS of the "
+                    "particles' weights down to target_ess K",
+                    low=0.0,
+                    high=1.0,
+                    open_low=True,
+                    open_high=True,
+                ),
+                Option("leapfrog", 10, "L: leapfrog steps per HMC move", low=1),
+                Option("moves", 2, "m: HMC moves per stage after resampling", low=1),
+                Option(
+                    "step_size",
+                    0.5,
+                    "first stage's HMC step size relative to the particles' "
+                    "spread (smallest per-coordinate standard deviation); later stages scale it "
+                    "by exp(acceptance - 0.65) of the stage before",
+                    low=0.0,
+                    open_low=True,
+                ),
+                Option(
+                    "max_stages",
+                    500,
+                    "stage cap: a point that has not reached beta = 1 by "
+                    "then is an error, never a truncated estimate",
+                    low=1,
+                ),
+                Option(
+                    "adapt",
+                    "pilot",
+                    "pilot: choose the temperatures and step sizes in an "
+                    "adaptive pilot run, then walk them frozen with the K particles (unbiased); "
+                    "population: the K particles adapt their own schedule (BlackJAX, TFP; "
+                    "consistent but biased)",
+                    choices=("pilot", "population"),
+                ),
+                Option("pilot_particles", 16, "particles per point of the pilot run", low=1),
+            ),
+        ),
+    )
+}

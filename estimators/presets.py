@@ -7,11 +7,12 @@ A preset is a function ``quick -> Preset`` registered under a name:
         '''One line that ``estimators list`` shows.'''
         model = ...                                    # import TensorFlow inside the function,
         return Preset(models={"m": model},             # so `estimators list` stays instant
-                      data={"m": x}, methods=["naive_mc", "posterior_is"], num_samples=[1, 16, 256], repeats=32)
+                      data={"m": x}, methods=["posterior_is", "ais:steps=100"], num_samples=[1, 16, 256], repeats=32)
 
 ``get_preset(name, quick=True)`` applies ``shrink`` to any preset (a smoke run of seconds), so a
 preset only needs to honour ``quick`` when even building it is slow (e.g. loading big data).
 """
+
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -26,6 +27,7 @@ QUICK_MAX_SAMPLES = 16
 @dataclass
 class Preset:
     """A sweep's inputs: ``sweep(p.models, p.methods, p.num_samples, p.repeats, p.data)``."""
+
     models: dict  # name -> model
     data: dict  # name -> x [N, D] (numpy)
     # names or specs from estimators.methods (default: the registry's textbook IS methods)
@@ -47,9 +49,11 @@ class UnknownNameError(ValueError):
 
 def register(name):
     """Decorator: make ``fn(quick=False) -> Preset`` available as preset ``name``."""
+
     def decorate(fn):
         PRESETS[name] = fn
         return fn
+
     return decorate
 
 
@@ -58,7 +62,7 @@ def describe(name):
     return (PRESETS[name].__doc__ or "").strip().splitlines()[0] if name in PRESETS else ""
 
 
-def get_preset(name, quick=False):
+def get_preset(name: str, quick: bool = False) -> Preset:
     """Build preset ``name``; with ``quick``, shrunk to a smoke run (see ``shrink``)."""
     if name not in PRESETS:
         raise UnknownNameError(f"unknown preset {name!r}; choose from {', '.join(sorted(PRESETS))}")
@@ -71,6 +75,7 @@ def get_preset(name, quick=False):
 def shrink(preset):
     """A smoke-run version: M <= 16 (at most three values), 4 repeats, 16 data points, and one
     compiled function per (model, method) (chunk 16 for every M: its timings are not meaningful)."""
+
     def small(values):
         return [m for m in values if m <= QUICK_MAX_SAMPLES][:3] or list(values)[:1]
 
@@ -80,10 +85,14 @@ def shrink(preset):
     else:
         num_samples = small(preset.num_samples)
         largest = max(num_samples)
-    return replace(preset, num_samples=num_samples, repeats=min(preset.repeats, QUICK_REPEATS),
-                   min_chunk=largest,
-                   data={k: np.asarray(x)[:QUICK_POINTS] for k, x in preset.data.items()},
-                   latents={k: np.asarray(z)[:QUICK_POINTS] for k, z in preset.latents.items()})
+    return replace(
+        preset,
+        num_samples=num_samples,
+        repeats=min(preset.repeats, QUICK_REPEATS),
+        min_chunk=largest,
+        data={k: np.asarray(x)[:QUICK_POINTS] for k, x in preset.data.items()},
+        latents={k: np.asarray(z)[:QUICK_POINTS] for k, z in preset.latents.items()},
+    )
 
 
 def select(preset, models=None, methods=None, num_samples=None, repeats=None):
@@ -91,10 +100,14 @@ def select(preset, models=None, methods=None, num_samples=None, repeats=None):
     if models:
         unknown = [m for m in models if m not in preset.models]
         if unknown:
-            raise UnknownNameError(f"unknown model(s) {', '.join(unknown)}; this preset has "
-                                   f"{', '.join(preset.models)}")
-        preset = replace(preset, models={m: preset.models[m] for m in models},
-                         data={m: preset.data[m] for m in models})
+            raise UnknownNameError(
+                f"unknown model(s) {', '.join(unknown)}; this preset has {', '.join(preset.models)}"
+            )
+        preset = replace(
+            preset,
+            models={m: preset.models[m] for m in models},
+            data={m: preset.data[m] for m in models},
+        )
     if methods:
         for method in methods:
             try:
@@ -111,11 +124,15 @@ def select(preset, models=None, methods=None, num_samples=None, repeats=None):
 
 # --------------------------------------------------------------------------- presets
 
+
 @register("default")
 def default(quick=False):
     """2-D GMM, linear-Gaussian (D=16, d=4), nonlinear 2-D-latent infinite mixture (D=12); all methods, M = 1..4096."""
-    models = {"gmm": gaussian_mixture_2d(), "linear_gaussian": linear_gaussian(16, 4),
-              "infinite_mixture": nonlinear_infinite_mixture(data_dim=12)}
+    models = {
+        "gmm": gaussian_mixture_2d(),
+        "linear_gaussian": linear_gaussian(16, 4),
+        "infinite_mixture": nonlinear_infinite_mixture(data_dim=12),
+    }
     # Data drawn from each model with a fixed seed; truths are exact (GMM, linear-Gaussian) or
     # grid quadrature (the 2-D-latent infinite mixture).
     data = {name: model.sample(64, seed=2024).numpy() for name, model in models.items()}
@@ -125,21 +142,58 @@ def default(quick=False):
 @register("digits")
 def digits(quick=False):
     """Trained VAEs on 8x8 digits (D = 64, d = 8; Bernoulli and Gaussian): naive MC collapses in 64 dimensions."""
-    from estimators.zoo import digits_preset  # the shipped models and their data (issue 5)
+    from estimators.zoo import digits_preset  # the shipped models and their data
+
     return Preset(**digits_preset(quick))
+
+
+@register("sandwich")
+def sandwich(quick=False):
+    """Digits VAEs on data simulated with their latents: ais below, bdmc above, the reference between, against T."""
+    from estimators.zoo import DIGITS_MODELS, load_model
+
+    num_points, steps = (4, [4, 16]) if quick else (16, [10, 100, 1000])
+    models, data, latents = {}, {}, {}
+    for name in DIGITS_MODELS:
+        models[name] = load_model(name)
+        # (x, z) ~ p(x, z): each z is an exact draw from p(z | x), which reverse AIS starts from.
+        x, z = models[name].sample(num_points, seed=2024, return_latents=True)
+        data[name], latents[name] = x.numpy(), z.numpy()
+    methods = [f"ais:steps={T}" for T in steps] + [f"bdmc:steps={T}" for T in steps]
+    return Preset(
+        models=models,
+        data=data,
+        latents=latents,
+        methods=methods,
+        num_samples={m: [4] for m in methods},
+        repeats=4,
+        min_chunk=4,
+    )
+
+
+@register("autoregressive")
+def autoregressive(quick=False):
+    """Digits VAEs with autoregressive components (MADE, -ar) beside their independent-pixel twins; all methods."""
+    from estimators.zoo import autoregressive_preset  # the shipped models and their data
+
+    return Preset(**autoregressive_preset(quick))
 
 
 def gaussian_mixture_2d():
     """Four well-separated 2-D Gaussians on the corners of a square, unequal weights."""
     from estimators.models import GaussianMixture
-    return GaussianMixture(weights=[0.4, 0.3, 0.2, 0.1],
-                           locs=[[-3.0, -3.0], [3.0, -3.0], [-3.0, 3.0], [3.0, 3.0]],
-                           scales=[[0.8, 0.8], [0.6, 1.0], [1.0, 0.6], [0.7, 0.7]])
+
+    return GaussianMixture(
+        weights=[0.4, 0.3, 0.2, 0.1],
+        locs=[[-3.0, -3.0], [3.0, -3.0], [-3.0, 3.0], [3.0, 3.0]],
+        scales=[[0.8, 0.8], [0.6, 1.0], [1.0, 0.6], [0.7, 0.7]],
+    )
 
 
 def linear_gaussian(data_dim, latent_dim, sigma=1.0, seed=0):
     """p(x|z) = N(W z + b, sigma^2 I) with W, b ~ N(0, 1): posterior sd ~ 1/sqrt(1 + D/sigma^2)."""
     from estimators.models import LinearGaussian
+
     rng = np.random.default_rng(seed)
     return LinearGaussian(rng.normal(size=(data_dim, latent_dim)), rng.normal(size=data_dim), sigma)
 
@@ -153,10 +207,58 @@ def nonlinear_infinite_mixture(data_dim=12, scale=0.25, seed=1):
     """
     from estimators.models import InfiniteMixture
     from estimators.nn import MLP
+
     decoder = MLP([2, 32, 32, data_dim], activation="tanh", seed=seed)
     decoder.weights[0].assign(decoder.weights[0] * 2.0)  # a more curved decoder
     model = InfiniteMixture(decoder, latent_dim=2, scale=scale)
     model.amortized_posterior = regression_posterior(model, seed=seed)
+    return model
+
+
+def autoregressive_infinite_mixture(
+    likelihood="autoregressive_bernoulli",
+    data_dim=6,
+    latent_dim=2,
+    hidden_units=(32,),
+    latent_weight=2.0,
+    raw_scale_bias=-1.5,
+    min_scale=0.01,
+    seed=0,
+    posterior_pairs=20_000,
+    dtype=None,
+):
+    """An infinite mixture of autoregressive components with a 1- or 2-D latent: exact truths.
+
+    p(x | z) = prod_i p(x_i | x_<i, z) from a random ``ConditionalMADE`` (Glorot weights, seeded),
+    its weights on z scaled by ``latent_weight`` so the mixture really depends on z. Bernoulli
+    or Gaussian conditionals (``raw_scale_bias``: the Gaussian scales start near
+    min_scale + softplus(raw_scale_bias), ~0.2). With latent_dim <= 2, ``log_marginal`` is grid
+    quadrature: every estimator can be checked against an exact log p(x). Its
+    ``amortized_posterior`` is a ``regression_posterior`` fitted on ``posterior_pairs`` draws
+    (0: none, for uses that need no encoder).
+    """
+    import tensorflow as tf
+
+    from estimators.models import InfiniteMixture
+    from estimators.models.autoregressive import AUTOREGRESSIVE_KINDS, ConditionalMADE
+
+    dtype = tf.float32 if dtype is None else dtype
+    network = ConditionalMADE(
+        data_dim, latent_dim, hidden_units, AUTOREGRESSIVE_KINDS[likelihood], seed=seed, dtype=dtype
+    )
+    for v in network.cond_weights:
+        v.assign(v * latent_weight)
+    if likelihood == "autoregressive_gaussian":
+        bias = network.biases[-1]
+        bias.assign(
+            tf.concat(
+                [bias[:data_dim], tf.fill([data_dim], tf.constant(raw_scale_bias, network.dtype))],
+                axis=0,
+            )
+        )
+    model = InfiniteMixture(network, latent_dim, likelihood, min_scale=min_scale, dtype=dtype)
+    if posterior_pairs:
+        model.amortized_posterior = regression_posterior(model, posterior_pairs, seed=seed)
     return model
 
 
@@ -178,11 +280,15 @@ def regression_posterior(model, num_pairs=20_000, hidden=256, ridge=1e-3, inflat
     from estimators.models import AmortizedPosterior
     from estimators.nn import MLP
     from estimators.sampling import sample
+
     rng = np.random.default_rng(seed)
     d, D = model.latent_dim, model.data_dim
     z = rng.normal(size=(num_pairs, d))
-    x = sample(model.likelihood(tf.constant(z, model.dtype)), [],
-               tf.constant([seed, 1], tf.int64)).numpy().astype(np.float64)
+    x = (
+        sample(model.likelihood(tf.constant(z, model.dtype)), [], tf.constant([seed, 1], tf.int64))
+        .numpy()
+        .astype(np.float64)
+    )
     mean, sd = x.mean(axis=0), x.std(axis=0) + 1e-8
     proj = rng.normal(size=(D, hidden)) / np.sqrt(D)  # on standardised x: pre-activations ~ N(0, 1)
     w1 = proj / sd[:, None]

@@ -14,6 +14,7 @@ all its modes in the box. The error estimate is |log p(h) - log p(2h)|: the same
 with every other grid point. It is ~1e-12 when the posterior is resolved and grows when it is not
 (modes narrower than the grid), so callers can report it instead of trusting the number blindly.
 """
+
 import numpy as np
 import tensorflow as tf
 
@@ -77,7 +78,9 @@ def _grid_pass(model, x, lo, hi, n):
 
 @tf.function(reduce_retracing=True)
 def _log_marginal_batch(model, x, n):
-    hi = tf.fill(tf.stack([tf.shape(x)[0], model.latent_dim]), tf.constant(PRIOR_HALF_WIDTH, model.dtype))
+    hi = tf.fill(
+        tf.stack([tf.shape(x)[0], model.latent_dim]), tf.constant(PRIOR_HALF_WIDTH, model.dtype)
+    )
     lo = -hi
     for _ in range(NUM_PASSES):  # a handful of passes, unrolled on purpose (each is one big op)
         log_p, log_p_coarse, lo, hi = _grid_pass(model, x, lo, hi, n)
@@ -86,11 +89,15 @@ def _log_marginal_batch(model, x, n):
 
 def _integrate(model, x, n):
     # Batches keep the [grid, batch, D] likelihood tensor near 64 MB.
-    batch_size = max(1, int(16e6 // (n ** model.latent_dim * max(model.data_dim, 1))))
-    parts = [_log_marginal_batch(model, x[i:i + batch_size], n)
-             for i in range(0, int(x.shape[0]), batch_size)]
-    return (np.concatenate([p[0].numpy() for p in parts]),
-            np.concatenate([p[1].numpy() for p in parts]))
+    batch_size = max(1, int(16e6 // (n**model.latent_dim * max(model.data_dim, 1))))
+    parts = [
+        _log_marginal_batch(model, x[i : i + batch_size], n)
+        for i in range(0, int(x.shape[0]), batch_size)
+    ]
+    return (
+        np.concatenate([p[0].numpy() for p in parts]),
+        np.concatenate([p[1].numpy() for p in parts]),
+    )
 
 
 def log_marginal_and_error(model, x, tolerance=None):

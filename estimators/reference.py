@@ -25,9 +25,11 @@ defensive proposals the prediction matches the observed variance (ratio 0.9 - 1.
 models) and the variance is ~3000x smaller. ``repeats`` > 1 also reports the run-to-run spread.
 
 Results for infinite mixtures are cached on disk (``$ESTIMATORS_CACHE`` or
-``~/.cache/estimators``, subfolder ``reference``), keyed by a SHA-256 of the model's weights, the
-data and the settings, and written atomically, so repeated sweeps do not recompute them.
+``~/.cache/estimators``, subfolder ``reference``), keyed by a SHA-256 of the model's fingerprint
+(``estimators.fingerprint``), the data and the settings, and written atomically, so repeated
+sweeps do not recompute them. A model that cannot be fingerprinted is not cached.
 """
+
 import hashlib
 import json
 import os
@@ -38,11 +40,13 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from numpy.typing import ArrayLike
 
 from estimators import quadrature, sampling
-from estimators.files import atomic_write
 from estimators.estimator import estimate
-from estimators.models import InfiniteMixture
+from estimators.files import atomic_write
+from estimators.fingerprint import FingerprintError, model_fingerprint
+from estimators.models import InfiniteMixture, LatentVariableModel
 from estimators.models.base import model_cache
 
 tfd = tfp.distributions
@@ -58,9 +62,19 @@ CACHE_VERSION = 2
 METHODS = ("auto", "exact", "is")
 
 
-def reference_log_marginal(model, x, *, num_samples=REFERENCE_SAMPLES, seed=REFERENCE_SEED,
-                           chunk_size=1024, batch_size=64, method="auto", repeats=1, cache=True,
-                           cache_dir=None):
+def reference_log_marginal(
+    model: LatentVariableModel,
+    x: ArrayLike,
+    *,
+    num_samples: int = REFERENCE_SAMPLES,
+    seed: int = REFERENCE_SEED,
+    chunk_size: int = 1024,
+    batch_size: int = 64,
+    method: str = "auto",
+    repeats: int = 1,
+    cache: bool = True,
+    cache_dir: str | Path | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """(log p [N], standard error [N]) for each row of x [N, D]; see the module docstring.
 
     method: "auto" (exact, else quadrature, else IS), "exact" (closed form or quadrature only;
@@ -81,31 +95,44 @@ def reference_log_marginal(model, x, *, num_samples=REFERENCE_SAMPLES, seed=REFE
                 raise
     exact = method != "is" and isinstance(model, InfiniteMixture) and model.latent_dim <= 2
     if method == "exact" and not exact:
-        raise NotImplementedError(f"no closed form or quadrature for {type(model).__name__} "
-                                  f"with latent_dim = {model.latent_dim}")
-    settings = dict(kind="quadrature", version=2) if exact else dict(
-        kind="is", num_samples=int(num_samples), seed=int(seed), chunk_size=int(chunk_size),
-        batch_size=int(batch_size), repeats=int(repeats), widths=list(WIDTHS),
-        adapt=[list(ADAPT_WIDTHS), ADAPT_ROUNDS], pilot_samples=_pilot_samples(num_samples),
-        defensive=[DEFENSIVE_WEIGHT, DEFENSIVE_WIDTH])
-    path = _cache_path(model, x, settings, include_encoder=not exact, cache_dir=cache_dir) \
-        if cache else None
+        raise NotImplementedError(
+            f"no closed form or quadrature for {type(model).__name__} "
+            f"with latent_dim = {model.latent_dim}"
+        )
+    settings = (
+        dict(kind="quadrature", version=2)
+        if exact
+        else dict(
+            kind="is",
+            num_samples=int(num_samples),
+            seed=int(seed),
+            chunk_size=int(chunk_size),
+            batch_size=int(batch_size),
+            repeats=int(repeats),
+            widths=list(WIDTHS),
+            adapt=[list(ADAPT_WIDTHS), ADAPT_ROUNDS],
+            pilot_samples=_pilot_samples(num_samples),
+            defensive=[DEFENSIVE_WEIGHT, DEFENSIVE_WIDTH],
+        )
+    )
+    path = _cache_path(model, x, settings, cache_dir=cache_dir) if cache else None
     if path is not None and path.exists():
         try:
             with np.load(path, allow_pickle=False) as saved:
                 return saved["log_p"], saved["se"]
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:  # a cache: recompute
-            warnings.warn(f"ignoring unreadable reference cache {path}: {err}")
+            warnings.warn(f"ignoring unreadable reference cache {path}: {err}", stacklevel=2)
     if exact:  # the quadrature's own error estimate, |log p(h) - log p(2h)|, stands as its SE
         log_p, se = (np.asarray(t, np.float64) for t in quadrature.log_marginal_and_error(model, x))
     else:
-        log_p, se = _importance_reference(model, x, num_samples, seed, chunk_size, batch_size,
-                                          repeats)
+        log_p, se = _importance_reference(
+            model, x, num_samples, seed, chunk_size, batch_size, repeats
+        )
     if path is not None:
         try:
             _atomic_save(path, log_p=log_p, se=se, settings=json.dumps(settings))
         except OSError as err:  # a read-only home must not stop a sweep
-            warnings.warn(f"could not cache the reference in {path.parent}: {err}")
+            warnings.warn(f"could not cache the reference in {path.parent}: {err}", stacklevel=2)
     return log_p, se
 
 
@@ -113,12 +140,11 @@ def _importance_reference(model, x, num_samples, seed, chunk_size, batch_size, r
     """IS log p^ [N] and its SE [N], ``batch_size`` points at a time (see ``adapted_proposal``)."""
     log_p, se = [], []
     for start in range(0, int(x.shape[0]), batch_size):
-        xb = x[start:start + batch_size]
+        xb = x[start : start + batch_size]
         if model.has_exact_posterior:  # the exact posterior: zero-variance IS
             loc = tril = None
         else:
-            loc, tril = adapted_proposal(model, xb, seed, chunk_size,
-                                         _pilot_samples(num_samples))
+            loc, tril = adapted_proposal(model, xb, seed, chunk_size, _pilot_samples(num_samples))
         runs, ess = [], []
         for r in range(repeats):
             lp, e = _is_run(model, xb, loc, tril, num_samples, [seed, r], chunk_size)
@@ -184,10 +210,13 @@ def _best_candidate(model, x, candidates, seed, chunk_size, pilot_samples, round
     scores, results = [], []
     for j, (loc, tril) in enumerate(candidates):
         _, ess, mean, cov = _is_pass(model)(
-            x, tf.constant(loc, model.dtype), tf.constant(tril, model.dtype),
+            x,
+            tf.constant(loc, model.dtype),
+            tf.constant(tril, model.dtype),
             tf.constant(pilot_samples, tf.int32),
             tf.constant([seed, 1000 + 100 * round_ + j], tf.int64),
-            tf.constant(chunk_size, tf.int32))
+            tf.constant(chunk_size, tf.int32),
+        )
         ess = np.asarray(ess, np.float64)
         ess = np.where(np.isfinite(ess), ess, 0.0)
         scores.append(ess)
@@ -199,13 +228,24 @@ def _best_candidate(model, x, candidates, seed, chunk_size, pilot_samples, round
 def _is_run(model, x, loc, tril, num_samples, seed, chunk_size):
     """One IS run: (log p^ [n], Kish ESS [n]); the exact posterior when loc is None."""
     if loc is None:
-        lp, diag = estimate(model, x, "posterior_is", num_samples, seed=seed,
-                            chunk_size=chunk_size, return_diagnostics=True)
+        lp, diag = estimate(
+            model,
+            x,
+            "posterior_is",
+            num_samples,
+            seed=seed,
+            chunk_size=chunk_size,
+            return_diagnostics=True,
+        )
         return np.asarray(lp, np.float64), np.asarray(diag["ess"], np.float64)
     lp, ess, _, _ = _is_pass(model)(
-        x, tf.constant(loc, model.dtype), tf.constant(tril, model.dtype),
-        tf.constant(num_samples, tf.int32), tf.constant(seed, tf.int64),
-        tf.constant(chunk_size, tf.int32))
+        x,
+        tf.constant(loc, model.dtype),
+        tf.constant(tril, model.dtype),
+        tf.constant(num_samples, tf.int32),
+        tf.constant(seed, tf.int64),
+        tf.constant(chunk_size, tf.int32),
+    )
     return np.asarray(lp, np.float64), np.asarray(ess, np.float64)
 
 
@@ -215,9 +255,10 @@ def _pool(runs, ess, num_samples):
     pooled = np.logaddexp.reduce(runs, axis=0) - np.log(repeats)
     # Pooled ESS of R runs with equal M: (sum_r S_r)^2 / sum_r Q_r, S_r = M p^_r, Q_r = S_r^2/ESS_r.
     w = np.exp(runs - runs.max(0))
-    pooled_ess = w.sum(0) ** 2 / np.sum(w ** 2 / np.maximum(ess, 1.0), axis=0)
-    delta = np.sqrt(np.maximum(1.0 / np.maximum(pooled_ess, 1.0) - 1.0 / (repeats * num_samples),
-                               0.0))
+    pooled_ess = w.sum(0) ** 2 / np.sum(w**2 / np.maximum(ess, 1.0), axis=0)
+    delta = np.sqrt(
+        np.maximum(1.0 / np.maximum(pooled_ess, 1.0) - 1.0 / (repeats * num_samples), 0.0)
+    )
     spread = runs.std(0, ddof=1) / np.sqrt(repeats) if repeats > 1 else 0.0
     return pooled, np.maximum(delta, spread)
 
@@ -248,15 +289,20 @@ def _is_pass(model):
         dtype = model.dtype
 
         def body(i, m, s1, s2, sz, szz):
-            noise_seed, pick_seed = tf.unstack(tf.random.experimental.stateless_split(
-                tf.random.experimental.stateless_fold_in(seed, i), 2))
+            noise_seed, pick_seed = tf.unstack(
+                tf.random.experimental.stateless_split(
+                    tf.random.experimental.stateless_fold_in(seed, i), 2
+                )
+            )
             eps = sampling.standard_normal(tf.stack([chunk, n, d]), noise_seed, dtype)
-            u = tf.random.stateless_uniform(tf.stack([chunk, n]), pick_seed, dtype=dtype,
-                                            alg=sampling.RNG_ALG)
+            u = tf.random.stateless_uniform(
+                tf.stack([chunk, n]), pick_seed, dtype=dtype, alg=sampling.RNG_ALG
+            )
             factor = tf.where(u < DEFENSIVE_WEIGHT, tf.constant(DEFENSIVE_WIDTH, dtype), 1.0)
             z = loc + factor[..., None] * tf.linalg.matvec(tril, eps)  # [C, n, d]
-            log_q = tf.reduce_logsumexp(tf.stack([log_mix[0] + narrow.log_prob(z),
-                                                  log_mix[1] + wide.log_prob(z)]), axis=0)
+            log_q = tf.reduce_logsumexp(
+                tf.stack([log_mix[0] + narrow.log_prob(z), log_mix[1] + wide.log_prob(z)]), axis=0
+            )
             lw = model.prior.log_prob(z) + model.likelihood(z).log_prob(x) - log_q
             valid = (i * chunk + tf.range(chunk)) < num_samples
             lw = tf.where(valid[:, None], lw, tf.constant(-np.inf, dtype))  # [C, n]
@@ -265,12 +311,23 @@ def _is_pass(model):
             a = tf.exp(m - shift)  # rescales the old sums to the new max
             w = tf.exp(lw - shift)
             dz = z - loc  # moments about loc: no cancellation when the posterior is far from 0
-            return (i + 1, m_new, s1 * a + tf.reduce_sum(w, 0), s2 * a * a + tf.reduce_sum(w * w, 0),
-                    sz * a[:, None] + tf.einsum("cn,cnd->nd", w, dz),
-                    szz * a[:, None, None] + tf.einsum("cn,cnd,cne->nde", w, dz, dz))
+            return (
+                i + 1,
+                m_new,
+                s1 * a + tf.reduce_sum(w, 0),
+                s2 * a * a + tf.reduce_sum(w * w, 0),
+                sz * a[:, None] + tf.einsum("cn,cnd->nd", w, dz),
+                szz * a[:, None, None] + tf.einsum("cn,cnd,cne->nde", w, dz, dz),
+            )
 
-        init = (tf.constant(0), tf.fill([n], tf.constant(-np.inf, dtype)), tf.zeros([n], dtype),
-                tf.zeros([n], dtype), tf.zeros([n, d], dtype), tf.zeros([n, d, d], dtype))
+        init = (
+            tf.constant(0),
+            tf.fill([n], tf.constant(-np.inf, dtype)),
+            tf.zeros([n], dtype),
+            tf.zeros([n], dtype),
+            tf.zeros([n, d], dtype),
+            tf.zeros([n, d, d], dtype),
+        )
         num_chunks = (num_samples + chunk - 1) // chunk
         _, m, s1, s2, sz, szz = tf.while_loop(lambda i, *_: i < num_chunks, body, init)
         log_p = m + tf.math.log(s1) - tf.math.log(tf.cast(num_samples, dtype))
@@ -284,38 +341,19 @@ def _is_pass(model):
 
 # ----------------------------------------------------------------------------- the cache
 
+
 def reference_cache_dir(directory=None):
     """Where references are cached: ``directory``, else $ESTIMATORS_CACHE, else ~/.cache/estimators."""
     root = directory or os.environ.get("ESTIMATORS_CACHE") or Path.home() / ".cache" / "estimators"
     return Path(root) / "reference"
 
 
-def model_fingerprint(model, include_encoder=True):
-    """SHA-256 of an infinite mixture's structure and weights, or None when the weights cannot be
-    seen (a decoder or encoder that is a plain function, not a tf.Module / Keras layer)."""
-    h = hashlib.sha256()
-    h.update(json.dumps([type(model).__name__, model.latent_dim, model.data_dim,
-                         model.likelihood_kind, model.dtype.name, model.heteroscedastic]).encode())
-    parts = [model.decoder]
-    if include_encoder:
-        if model.amortized_posterior is None:
-            return None
-        parts.append(model.amortized_posterior)
-    for part in parts:
-        variables = getattr(part, "variables", None)
-        if not variables:
-            return None
-        for v in variables:
-            h.update(np.ascontiguousarray(np.asarray(v)).tobytes())
-    for tensor in (model.log_scale, model.scale):
-        if tensor is not None:
-            h.update(np.ascontiguousarray(np.asarray(tensor)).tobytes())
-    return h.hexdigest()
-
-
-def _cache_path(model, x, settings, include_encoder, cache_dir=None):
-    fingerprint = model_fingerprint(model, include_encoder)
-    if fingerprint is None:
+def _cache_path(model, x, settings, cache_dir=None):
+    """The cache file for (model, x, settings), or None for a model that cannot be fingerprinted
+    (its weights cannot be seen, so a cached value could belong to another version of it)."""
+    try:
+        fingerprint = model_fingerprint(model)
+    except FingerprintError:
         return None
     h = hashlib.sha256()
     h.update(json.dumps(dict(settings, version=CACHE_VERSION), sort_keys=True).encode())

@@ -1,6 +1,6 @@
 """Reading and writing sweep results: parquet tables whose metadata is JSON, written atomically.
 
-A results table is the tidy frame of DESIGN §4 (``COLUMNS``). Its ``DataFrame.attrs`` (the run's
+A results table is the tidy frame of the sweep (``COLUMNS``). Its ``DataFrame.attrs`` (the run's
 configuration, environment and compile times) travel in the parquet schema metadata under the key
 ``estimators`` as one JSON document, so any parquet reader can see them:
 
@@ -9,26 +9,74 @@ configuration, environment and compile times) travel in the parquet schema metad
 Every write goes to a temporary file in the same folder first and is then renamed over the target
 (``os.replace`` is atomic), so a killed run leaves either the old file or the new one, never half a
 file. Nothing here imports TensorFlow: reports and comparisons load results instantly.
+
+A run's folder holds ``results.parquet`` and, in ``cells/``, one file per finished
+(model, method, M) cell: the record a rerun resumes from. The results table of a folder covers
+every cell in ``cells/`` (``merge_folder_cells``): rerunning a subset of models, methods or M
+into the same folder keeps the other finished cells in the table and the report. Cells that
+cannot share one table (another seed, number of repeats or compilation mode; two versions of
+one model) make it refuse with a ``ResultsError`` naming the files, never drop one silently.
 """
+
 import json
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from estimators.files import atomic_write
 
-COLUMNS = ("model", "method", "num_samples", "repeat", "point",
-           "estimate", "truth", "truth_se", "ess", "khat", "accept", "stages", "seconds",
-           "evaluations")
-DTYPES = {"model": "str", "method": "str", "num_samples": "int64", "repeat": "int64",
-          "point": "int64", "estimate": "float64", "truth": "float64", "truth_se": "float64",
-          "ess": "float64", "khat": "float64", "accept": "float64", "stages": "float64",
-          "seconds": "float64", "evaluations": "float64"}
+COLUMNS = (
+    "model",
+    "method",
+    "num_samples",
+    "repeat",
+    "point",
+    "estimate",
+    "truth",
+    "truth_se",
+    "ess",
+    "khat",
+    "accept",
+    "stages",
+    "seconds",
+    "evaluations",
+)
+DTYPES = {
+    "model": "str",
+    "method": "str",
+    "num_samples": "int64",
+    "repeat": "int64",
+    "point": "int64",
+    "estimate": "float64",
+    "truth": "float64",
+    "truth_se": "float64",
+    "ess": "float64",
+    "khat": "float64",
+    "accept": "float64",
+    "stages": "float64",
+    "seconds": "float64",
+    "evaluations": "float64",
+}
 # Diagnostics that older tables lack, and methods without them: NaN.
 OPTIONAL = ("khat", "accept", "stages", "evaluations")
 METADATA_KEY = b"estimators"
 RESULTS_FILE = "results.parquet"
+CELLS_DIR = "cells"
+# The settings every cell of one folder shares (a cell's own settings add model, method, M, chunk).
+RUN_SETTINGS = ("seed", "repeats", "jit_compile", "results_version")
+# A cell's record in ``attrs["compile"]``: how it was compiled and chunked ...
+CELL_RECORD = (
+    "model",
+    "method",
+    "num_samples",
+    "compile_seconds",
+    "chunk_size",
+    "repeats_per_call",
+    "jit_compile",
+)
+CELL_PLACE = ("host", "worker", "host_concurrency")  # ... and where it was timed, when recorded
 
 
 class ResultsError(Exception):
@@ -75,12 +123,15 @@ def read_table(path):
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
-        raise ResultsError(f"{path} is unreadable (corrupt or not parquet: {err}); "
-                           "delete it to recompute, or point to another folder") from None
+        raise ResultsError(
+            f"{path} is unreadable (corrupt or not parquet: {err}); "
+            "delete it to recompute, or point to another folder"
+        ) from None
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
-        raise ResultsError(f"{path} was not written by estimators (no '{METADATA_KEY.decode()}' "
-                           "metadata)")
+        raise ResultsError(
+            f"{path} was not written by estimators (no '{METADATA_KEY.decode()}' metadata)"
+        )
     df = table.to_pandas()
     df.attrs = json.loads(raw)
     return df
@@ -91,11 +142,14 @@ def read_metadata(path):
     try:
         raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
     except (pa.ArrowException, OSError) as err:
-        raise ResultsError(f"{path} is unreadable (corrupt or not parquet: {err}); "
-                           "delete it to recompute, or point to another folder") from None
+        raise ResultsError(
+            f"{path} is unreadable (corrupt or not parquet: {err}); "
+            "delete it to recompute, or point to another folder"
+        ) from None
     if raw is None:
-        raise ResultsError(f"{path} was not written by estimators (no '{METADATA_KEY.decode()}' "
-                           "metadata)")
+        raise ResultsError(
+            f"{path} was not written by estimators (no '{METADATA_KEY.decode()}' metadata)"
+        )
     return json.loads(raw)
 
 
@@ -105,12 +159,150 @@ def results_path(location):
     return location / RESULTS_FILE if location.is_dir() else location
 
 
-def load_results(location):
-    """The tidy results table saved by a run (a folder holding results.parquet, or the file)."""
-    return tidy(read_table(results_path(location)))
+def load_results(location: str | Path) -> pd.DataFrame:
+    """The tidy results table saved by a run: a folder (its results.parquet plus any finished cell
+    in its cells/ that the file lacks, see ``merge_folder_cells``) or the parquet file itself."""
+    location = Path(location)
+    if location.is_dir() and not (location / RESULTS_FILE).exists():
+        cells = list((location / CELLS_DIR).glob("*.parquet"))
+        if cells:
+            raise ResultsError(
+                f"{location} has no {RESULTS_FILE}, only the {len(cells)} cell "
+                "file(s) of an unfinished run: rerun the same `estimators run` "
+                "command to finish it"
+            )
+    df = tidy(read_table(results_path(location)))
+    return merge_folder_cells(df, location) if location.is_dir() else df
 
 
-def save_results(df, location):
+def merge_folder_cells(df: pd.DataFrame, folder: str | Path) -> pd.DataFrame:
+    """``df`` (a results table of ``folder``) plus every finished cell in ``folder/cells`` it lacks.
+
+    A cell joins when it was computed with the table's run settings (``RUN_SETTINGS``) and, for a
+    model the folder already holds, from the same model parameters and data (its fingerprint);
+    any other cell raises ResultsError naming the file. The config in ``attrs`` is extended to
+    the union (models, methods, M, points, cell fingerprints), the cells' compile records are
+    added, and ``attrs["run"]["kept_cells"]`` counts the cells added here. Rows are ordered by
+    model, method and M in the order the folder's runs listed them.
+    """
+    folder = Path(folder)
+    config = df.attrs.get("config", {})
+    have = config.get("cell_fingerprints", {})
+    records = check_folder_cells(folder, config)
+    extra = [path for path, record in records.items() if _cell_id(record) not in have]
+    if not extra:
+        return df
+    frames = [read_table(path) for path in extra]
+    merged = tidy(pd.concat([df, *(tidy(f) for f in frames)], ignore_index=True))
+    previous = _previous_config(folder)
+    order = {
+        key: _ordered_union(previous.get(key, []), config.get(key, []), merged[column])
+        for key, column in (("models", "model"), ("methods", "method"))
+    }
+    rank = {
+        column: merged[column].map({v: i for i, v in enumerate(order[key])})
+        for key, column in (("models", "model"), ("methods", "method"))
+    }
+    merged = (
+        merged.assign(_model=rank["model"], _method=rank["method"])
+        .sort_values(["_model", "_method", "num_samples", "repeat", "point"], kind="stable")
+        .drop(columns=["_model", "_method"])
+        .reset_index(drop=True)
+    )
+    merged.attrs = _merged_attrs(df.attrs, order, merged, frames)
+    return merged
+
+
+def check_folder_cells(
+    folder: str | Path, settings: dict, model_fingerprints: dict | None = None
+) -> dict:
+    """{path: record} of the cells in ``folder/cells``, after checking that they can share one
+    results table with a run of ``settings`` (``RUN_SETTINGS``) whose models have
+    ``model_fingerprints`` ({name: fingerprint}); ResultsError naming the first that cannot."""
+    records = {
+        path: read_metadata(path) for path in sorted((Path(folder) / CELLS_DIR).glob("*.parquet"))
+    }
+    for path, record in records.items():
+        _check_run_settings(path, record, settings)
+    _check_one_version_per_model(records, model_fingerprints or {})
+    return records
+
+
+def _cell_id(record):
+    return f"{record.get('model')}/{record.get('method')}/{record.get('num_samples')}"
+
+
+def _check_run_settings(path, record, config):
+    settings = record.get("settings", {})
+    differ = [k for k in RUN_SETTINGS if k in config and settings.get(k) != config[k]]
+    if differ:
+        detail = ", ".join(f"{k} = {settings.get(k)!r} (the run: {config[k]!r})" for k in differ)
+        raise ResultsError(
+            f"{path} was computed with other settings ({detail}): the results of "
+            "a folder cover all its cells, so they must share them; use another "
+            "output folder or delete that file"
+        )
+
+
+def _check_one_version_per_model(records, model_fingerprints):
+    """Every cell of one model name was computed from the same model parameters and data."""
+    first = {name: ("this run", fingerprint) for name, fingerprint in model_fingerprints.items()}
+    for path, record in records.items():
+        model, fingerprint = (
+            record.get("model"),
+            record.get("settings", {}).get("model_fingerprint"),
+        )
+        seen = first.setdefault(model, (path, fingerprint))
+        if seen[1] != fingerprint:
+            raise ResultsError(
+                f"{path} holds model {model!r} computed from other parameters or "
+                f"data than {seen[0]}: use another output folder or delete the "
+                "cells of the old version"
+            )
+
+
+def _previous_config(folder):
+    path = folder / RESULTS_FILE
+    try:
+        return read_metadata(path).get("config", {}) if path.exists() else {}
+    except ResultsError:
+        return {}
+
+
+def _ordered_union(*sequences):
+    return list(dict.fromkeys(v for sequence in sequences for v in sequence))
+
+
+def _merged_attrs(attrs, order, merged, frames):
+    attrs = json.loads(json.dumps(attrs, default=_json_default))  # a deep copy
+    config = attrs.setdefault("config", {})
+    config["models"] = [m for m in order["models"] if m in set(merged["model"])]
+    config["methods"] = [m for m in order["methods"] if m in set(merged["method"])]
+    config["num_samples"] = sorted(int(m) for m in merged["num_samples"].unique())
+    config["num_points"] = {
+        m: int(n) for m, n in merged.groupby("model", sort=False)["point"].nunique().items()
+    }
+    config["num_points"] = {m: config["num_points"][m] for m in config["models"]}
+    fingerprints = config.setdefault("cell_fingerprints", {})
+    compile_records = attrs.setdefault("compile", [])
+    for frame in frames:
+        record = frame.attrs
+        fingerprints[_cell_id(record)] = record.get("fingerprint")
+        compile_records.append(cell_record(record))
+    attrs.setdefault("run", {})["kept_cells"] = len(frames)
+    return attrs
+
+
+def cell_record(record: dict) -> dict:
+    """A cell file's record as ``attrs["compile"]`` keeps it: ``CELL_RECORD`` (None where
+    missing) and those of ``CELL_PLACE`` it has (host; on a cluster worker, host_concurrency)."""
+    return {
+        **{k: record.get(k) for k in CELL_RECORD},
+        **{k: record[k] for k in CELL_PLACE if k in record},
+    }
+
+
+def save_results(df: pd.DataFrame, location: str | Path) -> Path:
     """Save the tidy table and its attrs to ``location``/results.parquet; returns the path."""
     path = Path(location) / RESULTS_FILE
     write_table(tidy(df), path)

@@ -1,7 +1,7 @@
 """Reparameterized sampling with the Philox generator.
 
 Why this file exists: under XLA on CPU, TensorFlow's auto-selected stateless RNG is 13-30x
-slower than Philox (see PERFORMANCE.md), and TFP's ``sample()`` uses the auto-selected one.
+slower than Philox (see docs/performance.md), and TFP's ``sample()`` uses the auto-selected one.
 So base noise is drawn here with ``alg="philox"`` and pushed through each distribution's
 reparameterization:
 
@@ -10,8 +10,11 @@ reparameterization:
     Categorical:        k = argmax(logits + Gumbel),     Gumbel = -log(-log U)
     Bernoulli:          x = [log U < log sigmoid(logits)]
 
+A distribution with a ``philox_sample(sample_shape, seed)`` method draws its own samples with
+this file's generators (the autoregressive likelihood: D sequential passes in one compiled loop).
 Any other TFP distribution falls back to its own stateless ``sample(seed=...)``: correct, slower.
 """
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -57,6 +60,8 @@ def sample(dist, sample_shape, seed):
         return tf.cast(tf.math.log(u) < tf.math.log_sigmoid(logits), dist.dtype)
     if type(dist) is tfd.TransformedDistribution:
         return dist.bijector.forward(sample(dist.distribution, sample_shape, seed))
+    if hasattr(dist, "philox_sample"):
+        return dist.philox_sample(sample_shape, seed)
     # TFP's stateless samplers take int32 seeds.
     return dist.sample(sample_shape, seed=tf.cast(seed, tf.int32))
 
@@ -74,8 +79,11 @@ def sample_and_log_prob(dist, sample_shape, seed):
         z = dist.scale.matvec(eps)
         z = z if dist.loc is None else z + dist.loc
         dim = tf.cast(tf.shape(eps)[-1], dist.dtype)
-        log_q = (-0.5 * tf.reduce_sum(tf.square(eps), axis=-1) - 0.5 * dim * np.log(2 * np.pi)
-                 - dist.scale.log_abs_determinant())
+        log_q = (
+            -0.5 * tf.reduce_sum(tf.square(eps), axis=-1)
+            - 0.5 * dim * np.log(2 * np.pi)
+            - dist.scale.log_abs_determinant()
+        )
         return z, log_q
     z = sample(dist, sample_shape, seed)
     return z, dist.log_prob(z)
@@ -84,5 +92,6 @@ def sample_and_log_prob(dist, sample_shape, seed):
 def uniform(shape, seed, dtype):
     """U(0, 1) excluding 0, so log(U) is finite."""
     tiny = np.finfo(dtype.as_numpy_dtype).tiny
-    return tf.random.stateless_uniform(shape, seed=seed, minval=tiny, maxval=1.0, dtype=dtype,
-                                       alg=RNG_ALG)
+    return tf.random.stateless_uniform(
+        shape, seed=seed, minval=tiny, maxval=1.0, dtype=dtype, alg=RNG_ALG
+    )

@@ -2,7 +2,7 @@
 
     sweep(models, methods, num_samples, repeats, data, seed=0, out=None) -> tidy DataFrame
 
-One row per (model, method, M, repeat, point) with the columns of DESIGN §4 (``results.COLUMNS``).
+One row per (model, method, M, repeat, point) with the columns of ``results.COLUMNS``.
 
 Repeats. Each data point already gets its own independent samples inside ``estimate``, so running
 ``estimate`` once on x tiled b times ([b·N, D]) yields b independent repeats in one call: far
@@ -28,105 +28,166 @@ Nothing lost. With ``out=``, each finished cell is written at once to ``out/cell
 and the truths to ``out/truths/``; a rerun with the same ``out`` loads those and computes only the
 missing cells, so it ends with the same table as an uninterrupted run. A file written under a
 different configuration (seed, repeats, data, model parameters, compilation mode, chunking)
-raises ``ResultsError`` naming the difference; nothing is overwritten.
+raises ``ResultsError`` naming the difference; nothing is overwritten. The folder's results cover
+all its cells: finished cells of earlier runs outside this run's selection (other models,
+methods or M) stay in ``results.parquet`` (``results.merge_folder_cells``). A model that cannot
+be fingerprinted (``estimators.fingerprint``) cannot be saved for resuming: ``out=`` refuses it.
 
 On a cluster. With ``client=`` (a ``dask.distributed.Client``) every cell is a task on the
-cluster's workers (``estimators.distributed``); this process still writes each finished cell and
-the truths as they arrive, so the table, the files and resuming are the same as in-process.
+cluster's workers (``estimators.distributed``), which run the same ``_compute_cell`` as an
+in-process sweep; this process still writes each finished cell and the truths as they arrive, so
+the table, the files and resuming are the same as in-process.
 """
-import datetime
+
 import hashlib
-import importlib.metadata
 import json
-import os
-import platform
 import re
 import socket
-import subprocess
-import sys
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
 from estimators import methods as registry
-from estimators.estimator import default_prior_proposal, estimate
-from estimators.models.base import as_seed
+from estimators.environment import environment_info
+from estimators.estimator import compile_options, default_prior_proposal, estimate
+from estimators.fingerprint import FingerprintError, model_fingerprint
+from estimators.models.base import LatentVariableModel, as_seed
+from estimators.progress import ProgressBar
 from estimators.reference import reference_log_marginal
-from estimators.results import (RESULTS_FILE, ResultsError, read_metadata, read_table,
-                                save_results, tidy, write_table)
+from estimators.results import (
+    CELLS_DIR,
+    RESULTS_FILE,
+    ResultsError,
+    cell_record,
+    check_folder_cells,
+    merge_folder_cells,
+    read_metadata,
+    read_table,
+    save_results,
+    tidy,
+    write_table,
+)
 
-CELLS_DIR = "cells"
 TRUTHS_DIR = "truths"
 ROW_CHUNK_BUDGET = 2**20  # rows × chunk size of one call: bounds the memory of a chunk
-RESULTS_VERSION = 2  # bump when the meaning of stored numbers changes (2: method specs, diagnostics)
-PACKAGES = ("estimators", "tensorflow", "tensorflow-probability", "numpy", "scipy", "pandas",
-            "pyarrow", "matplotlib", "seaborn")
-RECORDED_ENV_VARS = ("TF_ENABLE_ONEDNN_OPTS", "TF_XLA_FLAGS", "CUDA_VISIBLE_DEVICES",
-                     "OMP_NUM_THREADS", "OPENBLAS_CORETYPE", "TF_NUM_INTRAOP_THREADS",
-                     "TF_NUM_INTEROP_THREADS")
+RESULTS_VERSION = (
+    2  # bump when the meaning of stored numbers changes (2: method specs, diagnostics)
+)
+PROGRESS_OVERHEAD = 64  # a cell's fixed cost for the progress bar, in samples per row
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 DIAGNOSTICS = ("ess", "khat", "accept", "stages")  # per-point columns; NaN where a method has none
-CELL_PLACE = ("host", "worker", "host_concurrency")  # where a cell was timed (cell records)
 
 
-def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, progress=True,
-          jit_compile="auto", min_chunk=1, max_chunk=256, metadata=None, latents=None,
-          client=None):
-    """Run every (model, method, M) cell ``repeats`` times; return the tidy table of DESIGN §4.
+def sweep(
+    models: dict[str, LatentVariableModel],
+    methods: Sequence[str],
+    num_samples: Sequence[int] | dict,
+    repeats: int,
+    data: dict[str, ArrayLike],
+    seed: int = 0,
+    *,
+    out: str | Path | None = None,
+    progress: bool = True,
+    jit_compile: bool | str = "auto",
+    min_chunk: int = 1,
+    max_chunk: int = 256,
+    metadata: dict | None = None,
+    latents: dict | None = None,
+    client=None,
+) -> pd.DataFrame:
+    """Run every (model, method, M) cell ``repeats`` times; return the tidy results table.
 
     models: {name: model}; data: {name: x [N, D]} (a key per model); methods: names or specs
     from ``estimators.methods`` (stored in canonical form); num_samples: the M values (K chains
     for AIS), or {method: [M, ...]}; seed: int. ``latents``: {name: z [N, d]}, exact posterior
     draws of the data (simulated with ``model.sample(..., return_latents=True)``) for ``bdmc``.
-    A method that does not apply to a model (AIS on a GMM; bdmc without exact posterior draws)
-    is skipped and listed in ``df.attrs["skipped"]`` with the reason.
+    A method that does not apply to a model (AIS on a GMM; bdmc without exact posterior draws),
+    and M values below a method's minimum (psis: 21), are skipped and listed in
+    ``df.attrs["skipped"]`` with the reason.
     ``jit_compile``: True (XLA), False (graph)
-    or "auto" (XLA on GPU, graph on CPU, where it compiles ~10x faster and ran these small models
-    faster; see PERFORMANCE.md). ``out``: folder for incremental, resumable results (see module
+    or "auto" (XLA on GPU; on CPU each method's registry default: graph mode for importance
+    sampling, XLA for AIS/BDMC/SMC; see ``resolve_jit_compile``). ``out``: folder for incremental, resumable results (see module
     docstring); the final table is also saved as ``out/results.parquet``. ``metadata``: extra
     JSON-able entries for ``df.attrs["config"]`` (e.g. the preset's name). ``client``: a
     ``dask.distributed.Client``: run each cell as a task on its cluster (models must pickle;
-    "auto" then means XLA when every worker has a GPU); None: in this process.
+    "auto" then means XLA when every worker has a GPU, else each method's CPU default); None: in
+    this process.
 
     The returned frame's ``attrs`` hold "config", "environment", "compile" (one record per
-    cell: compile_seconds, chunk_size, repeats_per_call, the host that timed it and, on a
-    cluster, its worker and host_concurrency: the cells its host ran at once), "run" (wall
-    time, cells computed and cells loaded from ``out``) and "cluster" (None in-process; else
-    workers, threads and hosts, see ``distributed.describe_cluster``).
+    cell: compile_seconds, chunk_size, repeats_per_call, jit_compile, the host that timed it
+    and, on a cluster, its worker and host_concurrency: the cells its host ran at once), "run"
+    (wall time, cells computed, cells loaded from ``out``, and cells kept from earlier runs into
+    ``out``, which the table then also holds), "skipped" and "cluster" (None in-process; else
+    workers, threads and hosts, see ``distributed.describe_cluster``, and the workers'
+    environments).
     """
     specs, budgets, repeats = _check_arguments(models, methods, num_samples, repeats, data)
     cluster = None
     if client is not None:
         from estimators import distributed
-        cluster = {**distributed.describe_cluster(client),
-                   "worker_environments": distributed.probe_workers(client)}
+
+        cluster = {
+            **distributed.describe_cluster(client),
+            "worker_environments": distributed.probe_workers(client),
+        }
         if jit_compile == "auto":  # the workers' devices decide, not this machine's
-            jit_compile = all(e["device"] == "GPU" for e in cluster["worker_environments"])
+            gpus = all(e["device"] == "GPU" for e in cluster["worker_environments"])
+            jit_compile = True if gpus else PER_METHOD
     jit_compile = resolve_jit_compile(jit_compile)
     out = None if out is None else Path(out)
     truths_dir = None if out is None else out / TRUTHS_DIR
     latents = latents or {}
-    states = {name: _ModelState(name, model, data[name], truths_dir, latents.get(name))
-              for name, model in models.items()}
+    states = {
+        name: _ModelState(name, model, data[name], truths_dir, latents.get(name))
+        for name, model in models.items()
+    }
     cells, skipped = [], []
     for m in models:
         for spec in specs:
             try:
-                registry.check_applicable(spec, states[m].model,
-                                          posterior_samples=states[m].latents)
+                registry.check_applicable(
+                    spec, states[m].model, posterior_samples=states[m].latents
+                )
             except ValueError as err:
                 skipped.append({"model": m, "method": spec.canonical, "reason": str(err)})
                 continue
-            cells += [_Cell(states[m], spec, M, repeats, int(seed), jit_compile, int(min_chunk),
-                            int(max_chunk)) for M in budgets[spec.canonical]]
+            minimum = spec.method.min_samples
+            too_small = [M for M in budgets[spec.canonical] if M < minimum]
+            if too_small:
+                skipped.append(
+                    {
+                        "model": m,
+                        "method": spec.canonical,
+                        "reason": f"{spec.name} needs num_samples >= {minimum}; skipped M = "
+                        f"{', '.join(map(str, too_small))}",
+                    }
+                )
+            cells += [
+                _Cell(
+                    states[m],
+                    spec,
+                    M,
+                    repeats,
+                    int(seed),
+                    jit_compile,
+                    int(min_chunk),
+                    int(max_chunk),
+                )
+                for M in budgets[spec.canonical]
+                if M >= minimum
+            ]
     if not cells:
-        raise ValueError("no method applies to any model: " + "; ".join(
-            f"{s['model']}/{s['method']}: {s['reason']}" for s in skipped))
+        raise ValueError(
+            "no method applies to any model: "
+            + "; ".join(f"{s['model']}/{s['method']}: {s['reason']}" for s in skipped)
+        )
     methods = [spec.canonical for spec in specs]
     num_samples = sorted({M for values in budgets.values() for M in values})
     if out is not None:
@@ -134,15 +195,15 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
 
     frames, compile_records, warmed, loaded = [], [], set(), 0
     started = time.perf_counter()
-    with _progress_bar(cells, enabled=progress) as bar:
+    with ProgressBar(sum(map(_work, cells)), "sweep", enabled=progress) as bar:
         on_cluster = {} if client is None else _run_on_cluster(client, cells, out, bar)
-        for cell in cells:
+        for i, cell in enumerate(cells):
             if cell.cell_id in on_cluster:  # computed, saved and counted by _run_on_cluster
                 frame, record = on_cluster[cell.cell_id]
                 frames.append(frame)
                 compile_records.append(record)
                 continue
-            bar.start(cell)
+            bar.describe(f"[{i + 1}/{len(cells)}] {cell.cell_id}")
             frame, record = _load_cell(out, cell) if out is not None else (None, None)
             loaded += frame is not None
             if frame is None:
@@ -150,27 +211,40 @@ def sweep(models, methods, num_samples, repeats, data, seed=0, *, out=None, prog
                 _save_cell(out, cell, frame, record)
             frames.append(frame)
             compile_records.append(record)
-            bar.done(cell)
+            bar.advance(_work(cell))
 
     df = tidy(pd.concat(frames, ignore_index=True))
     df.attrs = {
-        "config": _run_config(cells, models, methods, num_samples, repeats, seed, jit_compile,
-                              min_chunk, max_chunk, metadata),
-        "environment": environment_info(jit_compile),
-        "compile": [{k: r[k] for k in ("model", "method", "num_samples", "compile_seconds",
-                                       "chunk_size", "repeats_per_call", *CELL_PLACE) if k in r}
-                    for r in compile_records],
-        "run": {"wall_seconds": time.perf_counter() - started, "loaded_cells": loaded,
-                "computed_cells": len(cells) - loaded},
+        "config": _run_config(
+            cells,
+            models,
+            methods,
+            num_samples,
+            repeats,
+            seed,
+            jit_compile,
+            min_chunk,
+            max_chunk,
+            metadata,
+        ),
+        "environment": environment_info(xla=jit_compile),
+        "compile": [cell_record(r) for r in compile_records],
+        "run": {
+            "wall_seconds": time.perf_counter() - started,
+            "loaded_cells": loaded,
+            "computed_cells": len(cells) - loaded,
+        },
         "skipped": skipped,
         "cluster": cluster,
     }
     if out is not None:
+        df = merge_folder_cells(df, out)  # the folder's cells from earlier runs stay in its results
         save_results(df, out)
     return df
 
 
 # --------------------------------------------------------------------------- arguments & config
+
 
 def _check_arguments(models, methods, num_samples, repeats, data):
     """Validated (method specs, {canonical method: sorted M list}, repeats); ValueError naming
@@ -190,7 +264,7 @@ def _check_arguments(models, methods, num_samples, repeats, data):
     if len(set(canonical)) != len(canonical):
         raise ValueError(f"methods has duplicates (after filling in default options): {canonical}")
     budgets = {}
-    for given, spec in zip(methods, specs):
+    for _given, spec in zip(methods, specs, strict=False):
         values = num_samples
         if isinstance(num_samples, dict):
             given_key = {registry.canonical(k): k for k in num_samples}.get(spec.canonical)
@@ -206,21 +280,37 @@ def _check_arguments(models, methods, num_samples, repeats, data):
     return specs, budgets, int(repeats)
 
 
+PER_METHOD = "per method"  # each method's own CPU default (``Method.cpu_jit_compile``)
+
+
 def resolve_jit_compile(jit_compile):
-    """True/False as given; "auto" -> XLA when a GPU is visible, TensorFlow graph mode on CPU."""
+    """True/False as given; "auto" -> XLA when a GPU is visible, else ``PER_METHOD``: on CPU the
+    faster mode depends on the method (graph mode compiled ~10x faster and ran importance
+    sampling on the presets' models as fast or faster; XLA ran AIS ~10x faster than graph mode),
+    so each method declares its CPU mode in the registry. The choice is fixed, not timed per run,
+    so the same seed gives the same numbers (XLA and graph mode draw different streams). The mode
+    of every cell is recorded in ``df.attrs["compile"]``."""
     if jit_compile == "auto":
-        return bool(tf.config.list_physical_devices("GPU"))
+        return True if tf.config.list_physical_devices("GPU") else PER_METHOD
+    if jit_compile == PER_METHOD:
+        return PER_METHOD
     if not isinstance(jit_compile, bool):
         raise ValueError(f"jit_compile must be True, False or 'auto'; got {jit_compile!r}")
     return jit_compile
 
 
-def _run_config(cells, models, methods, num_samples, repeats, seed, jit_compile, min_chunk,
-                max_chunk, metadata):
+def _run_config(
+    cells, models, methods, num_samples, repeats, seed, jit_compile, min_chunk, max_chunk, metadata
+):
     config = {
-        "models": list(models), "methods": list(methods), "num_samples": list(num_samples),
-        "repeats": repeats, "seed": int(seed), "jit_compile": jit_compile,
-        "min_chunk": min_chunk, "max_chunk": max_chunk,
+        "models": list(models),
+        "methods": list(methods),
+        "num_samples": list(num_samples),
+        "repeats": repeats,
+        "seed": int(seed),
+        "jit_compile": jit_compile,
+        "min_chunk": min_chunk,
+        "max_chunk": max_chunk,
         "num_points": {c.state.name: c.state.num_points for c in cells},
         "cell_fingerprints": {c.cell_id: c.fingerprint for c in cells},
         "results_version": RESULTS_VERSION,
@@ -235,29 +325,35 @@ def _check_existing_results(out, cells):
     path = out / RESULTS_FILE
     if path.exists():
         stored = read_metadata(path).get("config", {}).get("cell_fingerprints", {})
-        clashes = [c.cell_id for c in cells
-                   if c.cell_id in stored and stored[c.cell_id] != c.fingerprint]
+        clashes = [
+            c.cell_id for c in cells if c.cell_id in stored and stored[c.cell_id] != c.fingerprint
+        ]
         if clashes:
             raise ResultsError(
                 f"{path} holds results of a different configuration (seed, repeats, data, model "
                 f"parameters, compilation mode or chunking differ) for {len(clashes)} cell(s), "
-                f"e.g. {clashes[0]}; use another output folder or delete {out}")
+                f"e.g. {clashes[0]}; use another output folder or delete {out}"
+            )
     for cell in cells:
         cell_path = out / CELLS_DIR / cell.filename
         if cell_path.exists():
             _check_cell_record(cell_path, read_metadata(cell_path), cell)
+    check_folder_cells(out, cells[0].settings, {c.state.name: c.state.fingerprint for c in cells})
 
 
 def _check_cell_record(path, record, cell):
     if record.get("fingerprint") != cell.fingerprint:
         stored = record.get("settings", {})
         differ = sorted(k for k in cell.settings if stored.get(k) != cell.settings[k])
-        raise ResultsError(f"{path} was computed with a different configuration "
-                           f"({', '.join(differ) or 'unknown'} differ); use another output "
-                           "folder or delete the file")
+        raise ResultsError(
+            f"{path} was computed with a different configuration "
+            f"({', '.join(differ) or 'unknown'} differ); use another output "
+            "folder or delete the file"
+        )
 
 
 # --------------------------------------------------------------------------- models and cells
+
 
 class _ModelState:
     """A model with its data, fingerprint and (computed once, lazily) truths and proposals."""
@@ -270,13 +366,17 @@ class _ModelState:
         if latents is not None:
             self.latents = tf.convert_to_tensor(np.asarray(latents), model.dtype)
             if self.latents.shape.as_list() != [self.num_points, model.latent_dim]:
-                raise ValueError(f"latents of {name} must have shape [N, d] = "
-                                 f"{[self.num_points, model.latent_dim]}; got "
-                                 f"{self.latents.shape.as_list()}")
-        self.fingerprint = model_fingerprint(model, self.x)
-        if self.latents is not None:
-            self.fingerprint = _sha256((self.fingerprint + "latents").encode()
-                                       + np.ascontiguousarray(self.latents.numpy()).tobytes())
+                raise ValueError(
+                    f"latents of {name} must have shape [N, d] = "
+                    f"{[self.num_points, model.latent_dim]}; got "
+                    f"{self.latents.shape.as_list()}"
+                )
+        self.fingerprint = _fingerprint(name, model, self.x, resumable=truths_dir is not None)
+        if self.latents is not None and self.fingerprint is not None:
+            self.fingerprint = _sha256(
+                (self.fingerprint + "latents").encode()
+                + np.ascontiguousarray(self.latents.numpy()).tobytes()
+            )
         self._truth = None
         self._prior_proposal = None
         self._tiled = {}
@@ -293,8 +393,10 @@ class _ModelState:
         if self._truth is None and path is not None and path.exists():
             stored = read_table(path)
             if stored.attrs.get("fingerprint") != self.fingerprint:
-                raise ResultsError(f"{path} holds the truth of a different model or data set; "
-                                   "use another output folder or delete it")
+                raise ResultsError(
+                    f"{path} holds the truth of a different model or data set; "
+                    "use another output folder or delete it"
+                )
             self._truth = (stored["truth"].to_numpy(), stored["truth_se"].to_numpy())
         return self._truth
 
@@ -302,9 +404,11 @@ class _ModelState:
         """Keep (log p(x), standard error), computed here or on a worker; write it to disk."""
         self._truth = tuple(np.asarray(t, np.float64) for t in truth)
         if self.truths_dir is not None:
-            write_table(pd.DataFrame({"truth": self._truth[0], "truth_se": self._truth[1]}),
-                        self.truths_dir / f"{self.name}.parquet",
-                        {"fingerprint": self.fingerprint, "model": self.name})
+            write_table(
+                pd.DataFrame({"truth": self._truth[0], "truth_se": self._truth[1]}),
+                self.truths_dir / f"{self.name}.parquet",
+                {"fingerprint": self.fingerprint, "model": self.name},
+            )
 
     def prior_proposal(self, seed):
         """prior_is's fixed q(z): moment-matched to the aggregate posterior of the *untiled* data."""
@@ -316,8 +420,10 @@ class _ModelState:
         """(x, latents or None) repeated ``copies`` times along the rows: row r·N + n is point
         n of repeat r."""
         if copies not in self._tiled:
-            self._tiled[copies] = (tf.tile(self.x, [copies, 1]), None if self.latents is None
-                                   else tf.tile(self.latents, [copies, 1]))
+            self._tiled[copies] = (
+                tf.tile(self.x, [copies, 1]),
+                None if self.latents is None else tf.tile(self.latents, [copies, 1]),
+            )
         return self._tiled[copies]
 
 
@@ -342,8 +448,9 @@ class _Cell:
         self.chunk_size = min(max(self.num_samples, self.min_chunk), self.max_chunk)
         max_copies = max(1, ROW_CHUNK_BUDGET // (self.chunk_size * self.state.num_points))
         # The largest divisor of R that fits: every call has the same shape (one compilation).
-        self.repeats_per_call = max(b for b in range(1, self.repeats + 1)
-                                    if self.repeats % b == 0 and b <= max_copies)
+        self.repeats_per_call = max(
+            b for b in range(1, self.repeats + 1) if self.repeats % b == 0 and b <= max_copies
+        )
 
     @property
     def cell_id(self):
@@ -360,10 +467,18 @@ class _Cell:
     @property
     def settings(self):
         """Everything that determines this cell's numbers (its stored fingerprint's inputs)."""
-        return {"model": self.state.name, "model_fingerprint": self.state.fingerprint,
-                "method": self.method, "num_samples": self.num_samples, "repeats": self.repeats,
-                "seed": self.seed, "jit_compile": self.jit_compile, "chunk_size": self.chunk_size,
-                "repeats_per_call": self.repeats_per_call, "results_version": RESULTS_VERSION}
+        return {
+            "model": self.state.name,
+            "model_fingerprint": self.state.fingerprint,
+            "method": self.method,
+            "num_samples": self.num_samples,
+            "repeats": self.repeats,
+            "seed": self.seed,
+            "jit_compile": self.jit_compile,
+            "chunk_size": self.chunk_size,
+            "repeats_per_call": self.repeats_per_call,
+            "results_version": RESULTS_VERSION,
+        }
 
     @property
     def fingerprint(self):
@@ -385,40 +500,89 @@ def _compute_cell(cell, warmed):
     proposal = state.prior_proposal(cell.seed) if cell.spec.name == "prior_is" else None
     truth, truth_se = state.truth()
 
-    def call(num_samples, seed):
-        log_p, diag = estimate(state.model, x, cell.method, num_samples, seed=seed,
-                               proposal=proposal, chunk_size=cell.chunk_size,
-                               jit_compile=cell.jit_compile, return_diagnostics=True,
-                               posterior_samples=latents)
-        nan = np.full(int(x.shape[0]), np.nan)  # materialised: the work is finished
-        return log_p.numpy(), {k: np.asarray(diag[k], np.float64) if k in diag else nan
-                               for k in DIAGNOSTICS}
+    # The options that pick the compiled function besides the shapes (k-hat's running top grows
+    # with M): the warm-up uses them too, so it compiles what the timed calls run.
+    options = compile_options(cell.method, cell.num_samples, cell.chunk_size)
 
+    def call(num_samples, seed, jit_compile):
+        log_p, diag = estimate(
+            state.model,
+            x,
+            cell.method,
+            num_samples,
+            seed=seed,
+            proposal=proposal,
+            chunk_size=cell.chunk_size,
+            jit_compile=jit_compile,
+            return_diagnostics=True,
+            posterior_samples=latents,
+            **options,
+        )
+        nan = np.full(int(x.shape[0]), np.nan)  # materialised: the work is finished
+        diagnostics = {
+            k: np.asarray(diag[k], np.float64) if k in diag else nan for k in DIAGNOSTICS
+        }
+        # A method whose cost is random (smc: its number of stages) counts it per point.
+        diagnostics["evaluations"] = (
+            np.asarray(diag["evaluations"], np.float64)
+            if "evaluations" in diag
+            else np.full(nan.shape, float(cell.spec.evaluations(num_samples)))
+        )
+        return log_p.numpy(), diagnostics
+
+    mode = cell.jit_compile
+    if mode == PER_METHOD:
+        mode = cell.spec.method.cpu_jit_compile
     compile_seconds = 0.0
-    shape_key = (state.name, cell.method, cell.chunk_size, int(x.shape[0]), cell.jit_compile)
+    shape_key = (
+        state.name,
+        cell.method,
+        cell.chunk_size,
+        int(x.shape[0]),
+        mode,
+        tuple(sorted(options.items())),
+    )
     if shape_key not in warmed:
         start = time.perf_counter()
-        call(cell.chunk_size, 0)  # one chunk: compiles the function every M of this chunk uses
+        # One chunk (at least the method's minimum M): compiles the function this cell uses.
+        call(max(cell.chunk_size, cell.spec.method.min_samples), 0, mode)
         compile_seconds = time.perf_counter() - start
         warmed.add(shape_key)
 
     rows = []
     for call_index, seed in enumerate(cell.stream_seeds()):
         start = time.perf_counter()
-        log_p, diagnostics = call(cell.num_samples, seed)
+        log_p, diagnostics = call(cell.num_samples, seed, mode)
         seconds = (time.perf_counter() - start) / b
         n = state.num_points
-        rows.append(pd.DataFrame({
-            "model": state.name, "method": cell.method, "num_samples": cell.num_samples,
-            "repeat": np.repeat(np.arange(call_index * b, (call_index + 1) * b), n),
-            "point": np.tile(np.arange(n), b),
-            "estimate": log_p.astype(np.float64), "truth": np.tile(truth, b),
-            "truth_se": np.tile(truth_se, b), **diagnostics, "seconds": seconds,
-            "evaluations": float(cell.spec.evaluations(cell.num_samples))}))
-    record = {"model": state.name, "method": cell.method, "num_samples": cell.num_samples,
-              "compile_seconds": compile_seconds, "chunk_size": cell.chunk_size,
-              "repeats_per_call": b, "fingerprint": cell.fingerprint, "settings": cell.settings,
-              "host": socket.gethostname()}
+        rows.append(
+            pd.DataFrame(
+                {
+                    "model": state.name,
+                    "method": cell.method,
+                    "num_samples": cell.num_samples,
+                    "repeat": np.repeat(np.arange(call_index * b, (call_index + 1) * b), n),
+                    "point": np.tile(np.arange(n), b),
+                    "estimate": log_p.astype(np.float64),
+                    "truth": np.tile(truth, b),
+                    "truth_se": np.tile(truth_se, b),
+                    **diagnostics,
+                    "seconds": seconds,
+                }
+            )
+        )
+    record = {
+        "model": state.name,
+        "method": cell.method,
+        "num_samples": cell.num_samples,
+        "compile_seconds": compile_seconds,
+        "chunk_size": cell.chunk_size,
+        "repeats_per_call": b,
+        "fingerprint": cell.fingerprint,
+        "settings": cell.settings,
+        "jit_compile": mode,
+        "host": socket.gethostname(),
+    }
     return tidy(pd.concat(rows, ignore_index=True)), record
 
 
@@ -429,19 +593,21 @@ def _save_cell(out, cell, frame, record):
 
 
 def _run_on_cluster(client, cells, out, bar):
-    """Compute the cells not yet in ``out`` on the cluster; save each one and advance the bar
-    as it arrives. Returns {cell_id: (frame, record)} of the cells computed."""
+    """Compute the cells not yet in ``out`` on the cluster (``distributed.run_cells``); save each
+    one and advance the bar as it arrives. Returns {cell_id: (frame, record)} of the cells
+    computed."""
     from estimators.distributed import run_cells
 
-    missing = [cell for cell in cells
-               if out is None or not (out / CELLS_DIR / cell.filename).exists()]
+    missing = [
+        cell for cell in cells if out is None or not (out / CELLS_DIR / cell.filename).exists()
+    ]
     finished = {}
 
     def on_cell(cell, frame, record):
         _save_cell(out, cell, frame, record)
         finished[cell.cell_id] = frame, record
-        bar.start(cell)
-        bar.done(cell)
+        bar.describe(f"[{len(finished)}/{len(missing)} on the cluster] {cell.cell_id}")
+        bar.advance(_work(cell))
 
     if missing:
         run_cells(client, missing, lambda state, truth: state.store_truth(truth), on_cell)
@@ -458,111 +624,25 @@ def _load_cell(out, cell):
     return tidy(frame), frame.attrs
 
 
-def model_fingerprint(model, x):
-    """sha256 of the model's class, settings and every tensor it holds, and of the data x."""
-    digest = hashlib.sha256(type(model).__qualname__.encode())
-    for key, value in sorted(vars(model).items()):
-        if not key.startswith("_") and isinstance(value, (str, int, float, bool)):
-            digest.update(f"{key}={value!r};".encode())
-    leaves = model._flatten(predicate=lambda v: isinstance(v, (tf.Tensor, tf.Variable)),
-                            with_path=True)
-    for path, value in sorted(leaves, key=lambda leaf: str(leaf[0])):
-        digest.update(str(path).encode())
-        digest.update(np.ascontiguousarray(value.numpy()).tobytes())
-    digest.update(np.ascontiguousarray(x.numpy()).tobytes())
-    return digest.hexdigest()
+def _fingerprint(name, model, x, resumable):
+    """sha256 of the model's fingerprint and the data x; None for a model that cannot be
+    fingerprinted, which only a sweep without ``out`` accepts (nothing saved is reused)."""
+    try:
+        return _sha256(
+            model_fingerprint(model).encode() + np.ascontiguousarray(x.numpy()).tobytes()
+        )
+    except FingerprintError as err:
+        if resumable:
+            raise FingerprintError(
+                f"model {name!r} cannot be saved for resuming: {err}; or run the sweep without out="
+            ) from None
+        return None
 
 
 def _sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
-# --------------------------------------------------------------------------- environment
-
-def environment_info(jit_compile):
-    """Where and with what the numbers were made: versions, device, XLA flag, git commit."""
-    gpus = tf.config.list_physical_devices("GPU")
-    return {
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "gpus": [tf.config.experimental.get_device_details(g).get("device_name", g.name)
-                 for g in gpus],
-        "device": "GPU" if gpus else "CPU",
-        "xla": bool(jit_compile),
-        "packages": {name: _version(name) for name in PACKAGES},
-        "git_commit": _git_commit(),
-        "env": {k: os.environ[k] for k in RECORDED_ENV_VARS if k in os.environ},
-        "argv": sys.argv,
-    }
-
-
-def _version(package):
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _cpu_name():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _git_commit():
-    """``git describe --always --dirty`` of the source tree, or None outside a checkout."""
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"],
-                              cwd=Path(__file__).resolve().parent, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-# --------------------------------------------------------------------------- progress
-
-class _progress_bar:
-    """A rich progress bar over cells, advanced by each cell's expected work (M + overhead)."""
-
-    OVERHEAD = 64  # a cell's fixed cost, in units of one sample per row
-
-    def __init__(self, cells, enabled):
-        self.enabled, self.cells = enabled, cells
-        self.count = 0
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.progress import (BarColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                     TimeElapsedColumn(), TextColumn("eta"),
-                                     TimeRemainingColumn())
-            self.progress.__enter__()
-            total = sum(self._work(c) for c in self.cells)
-            self.task = self.progress.add_task("sweep", total=total)
-        return self
-
-    def _work(self, cell):
-        return (cell.num_samples + self.OVERHEAD) * cell.state.num_points * cell.repeats
-
-    def start(self, cell):
-        if self.enabled:
-            self.progress.update(self.task, description=f"[{self.count + 1}/{len(self.cells)}] "
-                                                        f"{cell.cell_id:<32}")
-
-    def done(self, cell):
-        self.count += 1
-        if self.enabled:
-            self.progress.advance(self.task, self._work(cell))
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.progress.__exit__(*exc)
-        return False
+def _work(cell):
+    """A cell's expected cost for the progress bar: samples per row plus a fixed overhead."""
+    return (cell.num_samples + PROGRESS_OVERHEAD) * cell.state.num_points * cell.repeats

@@ -22,30 +22,50 @@ frozen) so the model can still be used with posterior-IS.
 Early stopping watches the objective on a held-out validation split (fixed noise each epoch, so
 epochs are compared with common random numbers) and restores the best weights.
 """
+
 import dataclasses
 import math
-import os
-import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
+from estimators import methods as registry
 from estimators import sampling
+from estimators.environment import environment_info
 from estimators.models import AmortizedPosterior, InfiniteMixture
+from estimators.models.autoregressive import AUTOREGRESSIVE_KINDS, ConditionalMADE
 from estimators.nn import MLP
+from estimators.progress import ProgressBar
 
 OBJECTIVES = ("elbo", "iwae", "ml")
 
 
 # ----------------------------------------------------------------------------- the model
 
-def build_model(data_dim, latent_dim, likelihood="gaussian", *, decoder_hidden=(128, 128),
-                encoder_hidden=(128,), activation="tanh", scale="learned", scale_floor=0.01,
-                init_scale=None, x_init=None, seed=0, dtype=tf.float32):
+
+def build_model(
+    data_dim,
+    latent_dim,
+    likelihood="gaussian",
+    *,
+    decoder_hidden=(128, 128),
+    encoder_hidden=(128,),
+    activation="tanh",
+    scale="learned",
+    scale_floor=0.01,
+    init_scale=None,
+    x_init=None,
+    seed=0,
+    dtype=tf.float32,
+):
     """A fresh InfiniteMixture with an AmortizedPosterior attached as ``.amortized_posterior``.
 
-    decoder: MLP z [d] -> hidden -> [D] (Gaussian mean, or Bernoulli logits);
+    decoder: MLP z [d] -> hidden -> [D] (Gaussian mean, or Bernoulli logits); for the
+    autoregressive likelihoods a ``ConditionalMADE`` (x, z) -> per-pixel parameters with hidden
+    layers ``decoder_hidden`` and Gaussian scale floor ``scale_floor`` (``scale`` is not used);
     encoder: MLP x [D] -> hidden -> [2d] (loc and softplus scale of q(z | x)).
     ``scale`` (Gaussian only): "learned" = a per-dimension log sigma variable, kept >= log
     ``scale_floor`` during training; or a float for a fixed sigma.
@@ -56,9 +76,24 @@ def build_model(data_dim, latent_dim, likelihood="gaussian", *, decoder_hidden=(
     explaining everything as noise and ignoring z (posterior collapse), which low-dimensional
     data invite.
     """
+    encoder = MLP(
+        [data_dim, *encoder_hidden, 2 * latent_dim], activation, seed=seed + 1, dtype=dtype
+    )
+    if likelihood in AUTOREGRESSIVE_KINDS:
+        model = _autoregressive_model(
+            data_dim,
+            latent_dim,
+            likelihood,
+            decoder_hidden,
+            activation,
+            scale_floor,
+            x_init,
+            seed,
+            dtype,
+        )
+        model.amortized_posterior = AmortizedPosterior(encoder)
+        return model
     decoder = MLP([latent_dim, *decoder_hidden, data_dim], activation, seed=seed, dtype=dtype)
-    encoder = MLP([data_dim, *encoder_hidden, 2 * latent_dim], activation, seed=seed + 1,
-                  dtype=dtype)
     log_scale = None
     np_dtype = tf.as_dtype(dtype).as_numpy_dtype
     if x_init is not None:
@@ -70,7 +105,9 @@ def build_model(data_dim, latent_dim, likelihood="gaussian", *, decoder_hidden=(
     if likelihood == "gaussian" and scale == "learned":
         sd = np.ones(data_dim) if x_init is None else np.asarray(x_init, np.float64).std(0)
         sd = sd if init_scale is None else init_scale * sd
-        log_scale = tf.Variable(np.log(np.maximum(sd, scale_floor)).astype(np_dtype), name="log_scale")
+        log_scale = tf.Variable(
+            np.log(np.maximum(sd, scale_floor)).astype(np_dtype), name="log_scale"
+        )
         model = InfiniteMixture(decoder, latent_dim, likelihood, log_scale=log_scale, dtype=dtype)
     elif likelihood == "gaussian":
         model = InfiniteMixture(decoder, latent_dim, likelihood, scale=float(scale), dtype=dtype)
@@ -80,7 +117,33 @@ def build_model(data_dim, latent_dim, likelihood="gaussian", *, decoder_hidden=(
     return model
 
 
+def _autoregressive_model(
+    data_dim, latent_dim, likelihood, hidden, activation, scale_floor, x_init, seed, dtype
+):
+    """An InfiniteMixture whose decoder is a ConditionalMADE (x, z) -> per-pixel parameters.
+
+    With ``x_init``, the output biases start at the independent-pixel fit: the data mean's logit
+    (Bernoulli), or the mean and a raw scale with scale_floor + softplus(raw) = the data's sd
+    (Gaussian)."""
+    num_params = AUTOREGRESSIVE_KINDS[likelihood]
+    network = ConditionalMADE(
+        data_dim, latent_dim, hidden, num_params, activation, seed=seed, dtype=dtype
+    )
+    if x_init is not None:
+        x_init = np.asarray(x_init, np.float64)
+        mean = x_init.mean(0)
+        if likelihood == "autoregressive_bernoulli":
+            mean = np.clip(mean, 1e-3, 1 - 1e-3)
+            bias = np.log(mean) - np.log1p(-mean)
+        else:
+            excess = np.maximum(x_init.std(0) - scale_floor, 1e-3)
+            bias = np.concatenate([mean, excess + np.log(-np.expm1(-excess))])  # softplus^-1
+        network.biases[-1].assign(bias.astype(tf.as_dtype(dtype).as_numpy_dtype))
+    return InfiniteMixture(network, latent_dim, likelihood, min_scale=scale_floor, dtype=dtype)
+
+
 # ----------------------------------------------------------------------------- objectives
+
 
 def log_weights(model, x, k, seed):
     """[k, B] importance log weights log p(z) + log p(x | z) - log q(z | x), z ~ q(z | x)."""
@@ -119,15 +182,20 @@ class Adam:
 
     def __init__(self, variables, learning_rate=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-7):
         self.variables = list(variables)
-        self.learning_rate, self.beta1, self.beta2, self.epsilon = learning_rate, beta1, beta2, epsilon
+        self.learning_rate, self.beta1, self.beta2, self.epsilon = (
+            learning_rate,
+            beta1,
+            beta2,
+            epsilon,
+        )
         self.m = [tf.Variable(tf.zeros_like(v)) for v in self.variables]
         self.v = [tf.Variable(tf.zeros_like(v)) for v in self.variables]
         self.t = tf.Variable(0.0, dtype=self.variables[0].dtype)
 
     def ascend(self, grads):
         t = self.t.assign_add(1.0)
-        step = self.learning_rate * tf.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
-        for var, g, m, v in zip(self.variables, grads, self.m, self.v):
+        step = self.learning_rate * tf.sqrt(1.0 - self.beta2**t) / (1.0 - self.beta1**t)
+        for var, g, m, v in zip(self.variables, grads, self.m, self.v, strict=True):
             if g is None:
                 continue
             m.assign(self.beta1 * m + (1.0 - self.beta1) * g)
@@ -160,9 +228,11 @@ def _make_eval(model, objective, k):
 
 # ----------------------------------------------------------------------------- training loop
 
+
 @dataclasses.dataclass
 class TrainResult:
     """What ``train`` returns: the fitted model (best validation weights) and its history."""
+
     model: InfiniteMixture
     history: list  # one dict per epoch: epoch, phase, train, valid (objective, nats per point)
     initial_valid_elbo: float
@@ -173,11 +243,31 @@ class TrainResult:
     config: dict
 
 
-def train(x, *, latent_dim, likelihood="gaussian", objective="elbo", num_importance=1,
-          decoder_hidden=(128, 128), encoder_hidden=(128,), activation="tanh", scale="learned",
-          scale_floor=0.01, init_scale=None, epochs=300, batch_size=64, learning_rate=1e-3,
-          warmup_epochs=0, refine_encoder_epochs=0, validation_fraction=0.1, patience=30,
-          eval_samples=16, seed=0, progress=True, dtype=tf.float32):
+def train(
+    x: ArrayLike,
+    *,
+    latent_dim: int,
+    likelihood: str = "gaussian",
+    objective: str = "elbo",
+    num_importance: int = 1,
+    decoder_hidden=(128, 128),
+    encoder_hidden=(128,),
+    activation="tanh",
+    scale="learned",
+    scale_floor=0.01,
+    init_scale=None,
+    epochs=300,
+    batch_size=64,
+    learning_rate=1e-3,
+    warmup_epochs=0,
+    refine_encoder_epochs=0,
+    validation_fraction=0.1,
+    patience=30,
+    eval_samples=16,
+    seed=0,
+    progress=True,
+    dtype=tf.float32,
+) -> TrainResult:
     """Fit an InfiniteMixture and an AmortizedPosterior to x [N, D]; returns a ``TrainResult``.
 
     objective: "elbo" (VAE; k = ``num_importance`` samples averaged), "iwae" (importance-weighted
@@ -202,27 +292,64 @@ def train(x, *, latent_dim, likelihood="gaussian", objective="elbo", num_importa
     n_valid = max(1, int(round(validation_fraction * len(x))))
     x_valid, x_train = x[order[:n_valid]], x[order[n_valid:]]
     batch_size = min(batch_size, len(x_train))
-    model = build_model(x.shape[1], latent_dim, likelihood, decoder_hidden=decoder_hidden,
-                        encoder_hidden=encoder_hidden, activation=activation, scale=scale,
-                        scale_floor=scale_floor, init_scale=init_scale, x_init=x_train,
-                        seed=seed, dtype=dtype)
+    model = build_model(
+        x.shape[1],
+        latent_dim,
+        likelihood,
+        decoder_hidden=decoder_hidden,
+        encoder_hidden=encoder_hidden,
+        activation=activation,
+        scale=scale,
+        scale_floor=scale_floor,
+        init_scale=init_scale,
+        x_init=x_train,
+        seed=seed,
+        dtype=dtype,
+    )
     elbo_eval = _make_eval(model, "elbo", eval_samples)
     valid_seed = tf.constant([seed, 1], tf.int64)
     initial_valid_elbo = float(elbo_eval(x_valid, valid_seed))
     history, start, best_epoch, epoch0 = [], time.perf_counter(), 0, 0
     for phase, obj, k, variables, phase_epochs, warmup in _phases(model, config):
-        best_epoch, ran = _fit(model, x_train, x_valid, obj, k, variables, epochs=phase_epochs,
-                               warmup_epochs=warmup, batch_size=batch_size,
-                               learning_rate=learning_rate, patience=patience,
-                               eval_samples=eval_samples, rng=rng, seed=seed, phase=phase,
-                               epoch0=epoch0, history=history, progress=progress,
-                               log_floor=_log_floor(model, scale_floor))
+        best_epoch, ran = _fit(
+            model,
+            x_train,
+            x_valid,
+            obj,
+            k,
+            variables,
+            epochs=phase_epochs,
+            warmup_epochs=warmup,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            patience=patience,
+            eval_samples=eval_samples,
+            rng=rng,
+            seed=seed,
+            phase=phase,
+            epoch0=epoch0,
+            history=history,
+            progress=progress,
+            log_floor=_log_floor(model, scale_floor),
+        )
         epoch0 += ran
-    config.update(decoder_hidden=list(decoder_hidden), encoder_hidden=list(encoder_hidden),
-                  batch_size=batch_size, n_train=len(x_train), n_valid=len(x_valid))
-    return TrainResult(model=model, history=history, initial_valid_elbo=initial_valid_elbo,
-                       final_valid_elbo=float(elbo_eval(x_valid, valid_seed)), epochs=epoch0,
-                       best_epoch=best_epoch, seconds=time.perf_counter() - start, config=config)
+    config.update(
+        decoder_hidden=list(decoder_hidden),
+        encoder_hidden=list(encoder_hidden),
+        batch_size=batch_size,
+        n_train=len(x_train),
+        n_valid=len(x_valid),
+    )
+    return TrainResult(
+        model=model,
+        history=history,
+        initial_valid_elbo=initial_valid_elbo,
+        final_valid_elbo=float(elbo_eval(x_valid, valid_seed)),
+        epochs=epoch0,
+        best_epoch=best_epoch,
+        seconds=time.perf_counter() - start,
+        config=config,
+    )
 
 
 def _check_settings(objective, num_importance, warmup_epochs, likelihood, scale):
@@ -244,10 +371,20 @@ def _phases(model, config):
     encoder_vars = list(model.amortized_posterior.trainable_variables)
     refine = config["refine_encoder_epochs"]
     if config["objective"] == "ml":  # decoder alone by prior-sample ML, then the encoder
-        return [("ml", "ml", config["num_importance"], decoder_vars, config["epochs"], 0),
-                ("encoder", "elbo", 1, encoder_vars, refine or config["epochs"], 0)]
-    phases = [(config["objective"], config["objective"], config["num_importance"],
-               decoder_vars + encoder_vars, config["epochs"], config["warmup_epochs"])]
+        return [
+            ("ml", "ml", config["num_importance"], decoder_vars, config["epochs"], 0),
+            ("encoder", "elbo", 1, encoder_vars, refine or config["epochs"], 0),
+        ]
+    phases = [
+        (
+            config["objective"],
+            config["objective"],
+            config["num_importance"],
+            decoder_vars + encoder_vars,
+            config["epochs"],
+            config["warmup_epochs"],
+        )
+    ]
     if refine:
         phases.append(("encoder", "elbo", 1, encoder_vars, refine, 0))
     return phases
@@ -259,9 +396,28 @@ def _log_floor(model, scale_floor):
     return tf.constant(math.log(scale_floor), model.dtype)
 
 
-def _fit(model, x_train, x_valid, objective, k, variables, *, epochs, warmup_epochs, batch_size,
-         learning_rate, patience, eval_samples, rng, seed, phase, epoch0, history, progress,
-         log_floor):
+def _fit(
+    model,
+    x_train,
+    x_valid,
+    objective,
+    k,
+    variables,
+    *,
+    epochs,
+    warmup_epochs,
+    batch_size,
+    learning_rate,
+    patience,
+    eval_samples,
+    rng,
+    seed,
+    phase,
+    epoch0,
+    history,
+    progress,
+    log_floor,
+):
     """One phase of training with early stopping; returns (best epoch, epochs run).
 
     Ends holding the weights of the best validation epoch after warm-up (or the last weights,
@@ -272,58 +428,37 @@ def _fit(model, x_train, x_valid, objective, k, variables, *, epochs, warmup_epo
     base_seed = tf.constant([seed, 1000 + epoch0], tf.int64)
     steps_per_epoch = len(x_train) // batch_size
     best, best_epoch, best_weights, ran = -np.inf, epoch0, None, 0
-    with _progress_bar(progress, f"{phase}", epochs) as advance:
+    with ProgressBar(epochs, phase, enabled=progress, show_count=True) as bar:
         for epoch in range(epochs):
             perm = rng.permutation(len(x_train))
-            beta = tf.constant(min(1.0, (epoch + 1) / warmup_epochs) if warmup_epochs else 1.0,
-                               model.dtype)
+            beta = tf.constant(
+                min(1.0, (epoch + 1) / warmup_epochs) if warmup_epochs else 1.0, model.dtype
+            )
             total = 0.0
             for b in range(steps_per_epoch):
                 i = epoch * steps_per_epoch + b
-                batch = x_train[perm[b * batch_size:(b + 1) * batch_size]]
-                total += float(step(batch, tf.random.experimental.stateless_fold_in(base_seed, i),
-                                    beta))
+                batch = x_train[perm[b * batch_size : (b + 1) * batch_size]]
+                total += float(
+                    step(batch, tf.random.experimental.stateless_fold_in(base_seed, i), beta)
+                )
             valid = float(evaluate(x_valid, valid_seed))
             ran = epoch + 1
-            history.append(dict(epoch=epoch0 + ran, phase=phase, train=total / steps_per_epoch,
-                                valid=valid))
+            history.append(
+                dict(epoch=epoch0 + ran, phase=phase, train=total / steps_per_epoch, valid=valid)
+            )
             if epoch + 1 < warmup_epochs:  # the bound is not the target yet: no early stopping
-                advance(f"warm-up beta {float(beta):.2f}, valid {valid:.3f}")
+                bar.advance(1, f"warm-up beta {float(beta):.2f}, valid {valid:.3f}")
                 continue
             if valid > best:
                 best, best_epoch, best_weights = valid, epoch0 + ran, [v.numpy() for v in variables]
-            advance(f"valid {valid:.3f} (best {best:.3f} @ epoch {best_epoch})")
+            bar.advance(1, f"valid {valid:.3f} (best {best:.3f} @ epoch {best_epoch})")
             if epoch0 + ran - best_epoch >= patience:
                 break
     if best_weights is None:  # still warming up when the epochs ran out
         return epoch0 + ran, ran
-    for var, value in zip(variables, best_weights):
+    for var, value in zip(variables, best_weights, strict=True):
         var.assign(value)
     return best_epoch, ran
-
-
-class _progress_bar:
-    """A rich progress bar over epochs (a no-op when disabled); yields ``advance(text)``."""
-
-    def __init__(self, enabled, title, total):
-        self.enabled, self.title, self.total = enabled, title, total
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda text: None
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn)
-        self.bar = Progress(TextColumn("[bold]{task.fields[title]}"), BarColumn(),
-                            MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("{task.description}"), transient=False)
-        self.bar.__enter__()
-        task = self.bar.add_task("", total=self.total, title=self.title)
-        return lambda text: self.bar.update(task, advance=1, description=text)
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.bar.__exit__(*exc)
-        return False
 
 
 # ----------------------------------------------------------------------------- named recipes
@@ -331,19 +466,79 @@ class _progress_bar:
 # The recipes of the shipped models (estimators/zoo). ``data`` is a dataset name (estimators.data);
 # everything else is passed to ``train``. Retraining one reproduces the shipped files.
 RECIPES = {
-    "digits-bernoulli-d8": dict(data="digits-bernoulli", latent_dim=8, likelihood="bernoulli",
-                                epochs=600, batch_size=64, learning_rate=1e-3, patience=40,
-                                refine_encoder_epochs=200),
-    "digits-gaussian-d8": dict(data="digits-gaussian", latent_dim=8, likelihood="gaussian",
-                               scale="learned", scale_floor=0.01, epochs=1000, batch_size=64,
-                               learning_rate=1e-3, patience=50, refine_encoder_epochs=200),
-    "pinwheel-gaussian-d2": dict(data="pinwheel", latent_dim=2, likelihood="gaussian",
-                                 scale="learned", scale_floor=0.01, init_scale=0.1,
-                                 warmup_epochs=50, epochs=1000, batch_size=32,
-                                 learning_rate=2e-3, patience=100),
-    "ring-gaussian-d2": dict(data="ring", latent_dim=2, likelihood="gaussian", scale="learned",
-                             scale_floor=0.01, init_scale=0.1, warmup_epochs=50, epochs=1000,
-                             batch_size=32, learning_rate=2e-3, patience=100),
+    "digits-bernoulli-d8": dict(
+        data="digits-bernoulli",
+        latent_dim=8,
+        likelihood="bernoulli",
+        epochs=600,
+        batch_size=64,
+        learning_rate=1e-3,
+        patience=40,
+        refine_encoder_epochs=200,
+    ),
+    "digits-gaussian-d8": dict(
+        data="digits-gaussian",
+        latent_dim=8,
+        likelihood="gaussian",
+        scale="learned",
+        scale_floor=0.01,
+        epochs=1000,
+        batch_size=64,
+        learning_rate=1e-3,
+        patience=50,
+        refine_encoder_epochs=200,
+    ),
+    # The twins of the two digits models with an autoregressive component (a ConditionalMADE of
+    # the same hidden sizes): same data, latent size, objective, schedule and encoder refinement.
+    "digits-bernoulli-ar-d8": dict(
+        data="digits-bernoulli",
+        latent_dim=8,
+        likelihood="autoregressive_bernoulli",
+        decoder_hidden=(128, 128),
+        epochs=600,
+        batch_size=64,
+        learning_rate=1e-3,
+        patience=40,
+        refine_encoder_epochs=200,
+    ),
+    "digits-gaussian-ar-d8": dict(
+        data="digits-gaussian",
+        latent_dim=8,
+        likelihood="autoregressive_gaussian",
+        decoder_hidden=(128, 128),
+        scale_floor=0.01,
+        epochs=1000,
+        batch_size=64,
+        learning_rate=1e-3,
+        patience=50,
+        refine_encoder_epochs=200,
+    ),
+    "pinwheel-gaussian-d2": dict(
+        data="pinwheel",
+        latent_dim=2,
+        likelihood="gaussian",
+        scale="learned",
+        scale_floor=0.01,
+        init_scale=0.1,
+        warmup_epochs=50,
+        epochs=1000,
+        batch_size=32,
+        learning_rate=2e-3,
+        patience=100,
+    ),
+    "ring-gaussian-d2": dict(
+        data="ring",
+        latent_dim=2,
+        likelihood="gaussian",
+        scale="learned",
+        scale_floor=0.01,
+        init_scale=0.1,
+        warmup_epochs=50,
+        epochs=1000,
+        batch_size=32,
+        learning_rate=2e-3,
+        patience=100,
+    ),
 }
 
 ELBO_SAMPLES = {"train": 256, "test": 1024}  # per point, for the manifest's ELBOs
@@ -351,16 +546,24 @@ ELBO_SEED = 1234
 VARIANCE_REPEATS, VARIANCE_M = 16, 64  # the manifest's variances: every test point, 16 seeds
 
 
-def train_named(name, out_dir=None, *, epochs=None, seed=None, progress=True, evaluate=True):
+def train_named(
+    name: str,
+    out_dir: str | Path | None = None,
+    *,
+    epochs: int | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+    evaluate: bool = True,
+) -> dict:
     """Train the zoo model ``name`` from its recipe and save ``<name>.npz`` + ``<name>.json``.
 
     name: one of ``RECIPES`` (``digits-bernoulli-d8``, ``digits-gaussian-d8``,
-    ``pinwheel-gaussian-d2``, ``ring-gaussian-d2``). out_dir: where to write (default: the
+    ``digits-bernoulli-ar-d8``, ``digits-gaussian-ar-d8``, ``pinwheel-gaussian-d2``,
+    ``ring-gaussian-d2``). out_dir: where to write (default: the
     package's own zoo folder, replacing the shipped files). epochs / seed: override the recipe
     (the manifest then records the override in its reproduce command). progress: show a progress
     bar. evaluate: also compute the manifest's train/test ELBO, the reference test log p(x),
-    the independent-dimension baseline and the M = 64 variances (about a minute for digits;
-    ``evaluate_named`` redoes this part alone for a saved model).
+    the independent-dimension baseline and the M = 64 variances (about a minute for digits).
     Returns the manifest (a dict). Same recipe, same seed, same machine: the same weights.
     """
     from estimators import data as datasets
@@ -376,29 +579,26 @@ def train_named(name, out_dir=None, *, epochs=None, seed=None, progress=True, ev
     result = train(x_train, progress=progress, **recipe)
     command = " ".join([f"estimators train {name}"] + [f"--{k} {v}" for k, v in overrides.items()])
     call = ", ".join([repr(name)] + [f"{k}={v!r}" for k, v in overrides.items()])
-    info = dict(name=name, data=data_name,
-                architecture=zoo.architecture(result.model, recipe.get("scale", "learned")),
-                training=dict(result.config, epochs_run=result.epochs, best_epoch=result.best_epoch,
-                              seconds=round(result.seconds, 1),
-                              initial_valid_elbo=result.initial_valid_elbo,
-                              final_valid_elbo=result.final_valid_elbo),
-                reproduce=dict(command=command,
-                               python=f"from estimators.train import train_named; "
-                                      f"train_named({call})"),
-                environment=_environment())
+    info = dict(
+        name=name,
+        data=data_name,
+        architecture=zoo.architecture(result.model, recipe.get("scale", "learned")),
+        training=dict(
+            result.config,
+            epochs_run=result.epochs,
+            best_epoch=result.best_epoch,
+            seconds=round(result.seconds, 1),
+            initial_valid_elbo=result.initial_valid_elbo,
+            final_valid_elbo=result.final_valid_elbo,
+        ),
+        reproduce=dict(
+            command=command, python=f"from estimators.train import train_named; train_named({call})"
+        ),
+        environment=environment_info(),
+    )
     if evaluate:
         info["results"] = evaluate_model(result.model, data_name)
     zoo.save_model(result.model, name, out_dir or zoo.ZOO_DIR, info)
-    return info
-
-
-def evaluate_named(name, directory=None):
-    """Recompute the ``results`` of a saved model's manifest (no training) and rewrite it."""
-    from estimators import zoo
-
-    model, info = zoo.load_model(name, directory), zoo.manifest(name, directory)
-    info["results"] = evaluate_model(model, info["data"])
-    zoo.save_model(model, name, directory or zoo.ZOO_DIR, info)
     return info
 
 
@@ -406,36 +606,43 @@ def evaluate_model(model, data_name):
     """The manifest's numbers: ELBOs (with MC standard errors), the reference test log p(x) (with
     its standard error), the ELBO gap, an independent-dimension baseline and the variance of
     log p^ for naive MC, prior-IS and posterior-IS at M = 64 (per test point over 16 seeds,
-    averaged over the test set)."""
+    averaged over the test set), and how much the latent is used (``zoo.latent_usage``: KL per
+    dimension, active dimensions, and log p(x) - log p(x | z = 0))."""
     from estimators import data as datasets
     from estimators.reference import reference_log_marginal
-    from estimators.zoo import mean_estimate_with_se, variance_at
+    from estimators.zoo import latent_usage, mean_estimate_with_se, variance_at
 
     x_train, x_test = datasets.load_data(data_name, "train"), datasets.load_data(data_name, "test")
     out = {}
     for split, x in (("train", x_train), ("test", x_test)):
         elbo, se = mean_estimate_with_se(model, x, "elbo", ELBO_SAMPLES[split], ELBO_SEED)
         out[f"{split}_elbo"], out[f"{split}_elbo_se"] = elbo, se
-    out["elbo_eval"] = dict(method="elbo", num_samples=ELBO_SAMPLES, seed=ELBO_SEED,
-                            note="mean over the split of the mean of estimate(..., seed=[seed, 0]) "
-                                 "and estimate(..., seed=[seed, 1])")
+    out["elbo_eval"] = dict(
+        method="elbo",
+        num_samples=ELBO_SAMPLES,
+        seed=ELBO_SEED,
+        note="mean over the split of the mean of estimate(..., seed=[seed, 0]) "
+        "and estimate(..., seed=[seed, 1])",
+    )
     log_p, se = reference_log_marginal(model, x_test)
     out["test_log_p"] = float(np.mean(log_p))
-    out["test_log_p_se"] = float(np.sqrt(np.sum(se ** 2)) / len(se))
-    out["test_log_p_method"] = ("quadrature" if model.latent_dim <= 2
-                                else "adaptive IS, 1e5 samples per point")
+    out["test_log_p_se"] = float(np.sqrt(np.sum(se**2)) / len(se))
+    out["test_log_p_method"] = (
+        "quadrature" if model.latent_dim <= 2 else "adaptive IS, 1e5 samples per point"
+    )
     out["elbo_gap"] = out["test_log_p"] - out["test_elbo"]
+    out["latent"] = latent_usage(model, x_test, log_p)
     out["baseline_test_log_p"] = float(np.mean(datasets.independent_baseline_log_p(data_name)))
-    var = {m: variance_at(model, x_test, m, VARIANCE_M, VARIANCE_REPEATS) for m in
-           ("naive_mc", "prior_is", "posterior_is")}
-    out["variance_m64"] = dict(var, ratio_naive_to_posterior=var["naive_mc"] / var["posterior_is"],
-                               points=len(x_test), repeats=VARIANCE_REPEATS)
+    # The registry's textbook importance samplers (the ELBO is a bound: no variance to compare).
+    var = {
+        m: variance_at(model, x_test, m, VARIANCE_M, VARIANCE_REPEATS)
+        for m in registry.preset_default_names()
+        if registry.REGISTRY[m].bound == registry.STOCHASTIC_LOWER
+    }
+    out["variance_m64"] = dict(
+        var,
+        ratio_naive_to_posterior=var["naive_mc"] / var["posterior_is"],
+        points=len(x_test),
+        repeats=VARIANCE_REPEATS,
+    )
     return out
-
-
-def _environment():
-    import tensorflow_probability as tfp
-
-    return dict(tensorflow=tf.__version__, tensorflow_probability=tfp.__version__,
-                numpy=np.__version__, python=platform.python_version(),
-                machine=platform.machine(), cpus=os.cpu_count())

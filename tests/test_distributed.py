@@ -3,6 +3,7 @@ resumed in-process, compiled functions kept across cells, failures and bad input
 
 One LocalCluster of two spawned workers serves the whole module (each worker imports TensorFlow
 once: 10-20 s on two cores)."""
+
 import os
 import signal
 import socket
@@ -39,6 +40,7 @@ def cluster():
 @pytest.fixture(scope="module")
 def client(cluster):
     from distributed import Client
+
     with Client(cluster) as client:
         yield client
 
@@ -49,8 +51,16 @@ def quick():
 
 
 def run(preset, **options):
-    return sweep(preset.models, preset.methods, preset.num_samples, preset.repeats, preset.data,
-                 min_chunk=preset.min_chunk, progress=False, **options)
+    return sweep(
+        preset.models,
+        preset.methods,
+        preset.num_samples,
+        preset.repeats,
+        preset.data,
+        min_chunk=preset.min_chunk,
+        progress=False,
+        **options,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +76,9 @@ def assert_same_numbers(df, reference):
     assert not df.duplicated(["model", "method", "num_samples", "repeat", "point"]).any()
     pd.testing.assert_frame_equal(df[EXACT], reference[EXACT])
     for column in ROUNDED:
-        np.testing.assert_allclose(df[column], reference[column], rtol=1e-5, atol=1e-6,
-                                   err_msg=column)
+        np.testing.assert_allclose(
+            df[column], reference[column], rtol=1e-5, atol=1e-6, err_msg=column
+        )
 
 
 def cell_files(out):
@@ -98,8 +109,9 @@ def test_cli_workers_gives_the_in_process_table(cluster, in_process, tmp_path, m
     assert cluster_info["workers"] == 2 and cluster_info["threads"] == 2
     assert list(cluster_info["hosts"].values()) == [{"workers": 2, "threads": 2}]
     assert [e["device"] for e in cluster_info["worker_environments"]] == ["CPU"]
-    assert cluster_info["worker_environments"][0]["env"]["TF_NUM_INTRAOP_THREADS"] == \
-        str(distributed.worker_threads(2))
+    assert cluster_info["worker_environments"][0]["env"]["TF_NUM_INTRAOP_THREADS"] == str(
+        distributed.worker_threads(2)
+    )
     records = df.attrs["compile"]
     assert {r["host"] for r in records} == {socket.gethostname()}
     assert {r["host_concurrency"] for r in records} == {2}
@@ -115,8 +127,9 @@ def client_workers(cluster):
     return list(cluster.scheduler_info["workers"])
 
 
-def test_killed_worker_is_replaced_and_its_cell_recomputed(client, quick, in_process, tmp_path,
-                                                           monkeypatch):
+def test_killed_worker_is_replaced_and_its_cell_recomputed(
+    client, quick, in_process, tmp_path, monkeypatch
+):
     reference, _ = in_process
     real_save, killed = sweep_module._save_cell, {}
 
@@ -135,17 +148,19 @@ def test_killed_worker_is_replaced_and_its_cell_recomputed(client, quick, in_pro
     assert_same_numbers(df, reference)  # every cell once, the same numbers
     assert len(cell_files(tmp_path)) == 36
     # The cell the dead worker was running was computed again by another worker.
-    by_key = {f"cell-{r['model']}/{r['method']}/{r['num_samples']}": r["worker"]
-              for r in df.attrs["compile"]}
-    rerun = [by_key[key.rsplit("-", 1)[0]] for key in killed["running"]
-             if key.startswith("cell-")]
+    by_key = {
+        f"cell-{r['model']}/{r['method']}/{r['num_samples']}": r["worker"]
+        for r in df.attrs["compile"]
+    }
+    rerun = [by_key[key.rsplit("-", 1)[0]] for key in killed["running"] if key.startswith("cell-")]
     assert rerun and all(worker != killed["worker"] for worker in rerun)
     client.wait_for_workers(2, timeout=120)  # the nanny started a replacement
     assert killed["pid"] not in client.run(os.getpid).values()
 
 
-def test_interrupted_distributed_run_resumes_in_process(client, quick, in_process, tmp_path,
-                                                        monkeypatch):
+def test_interrupted_distributed_run_resumes_in_process(
+    client, quick, in_process, tmp_path, monkeypatch
+):
     reference, _ = in_process
     real_save, saved = sweep_module._save_cell, []
 
@@ -170,15 +185,27 @@ def test_interrupted_distributed_run_resumes_in_process(client, quick, in_proces
 
 
 def test_a_worker_compiles_once_for_every_m(client):
-    """Six M values of one (model, method) share one compiled shape: each worker traces it
-    once and warms it up once, however many of the cells it runs."""
+    """Six M values of one (model, method) share one compiled shape (all below k-hat's
+    minimum M, 21, so no k-hat capacity option tells them apart): each worker traces it once
+    and warms it up once, however many of the cells it runs."""
     rng = np.random.default_rng(42)
     model = LinearGaussian(rng.normal(size=(3, 2)), rng.normal(size=3), 0.7)  # no other test's
     x = model.sample(8, seed=1).numpy()
-    df = sweep({"reuse": model}, ["naive_mc"], [1, 2, 4, 8, 16, 32], 2, {"reuse": x},
-               min_chunk=32, client=client, progress=False)
-    traces = [count for functions in client.run(distributed.worker_trace_counts).values()
-              for count in functions.get("reuse", {}).values()]
+    df = sweep(
+        {"reuse": model},
+        ["naive_mc"],
+        [1, 2, 4, 8, 12, 16],
+        2,
+        {"reuse": x},
+        min_chunk=16,
+        client=client,
+        progress=False,
+    )
+    traces = [
+        count
+        for functions in client.run(distributed.worker_trace_counts).values()
+        for count in functions.get("reuse", {}).values()
+    ]
     cells_per_worker = Counter(r["worker"] for r in df.attrs["compile"])
     assert max(cells_per_worker.values()) >= 3  # 6 cells on 2 workers
     assert traces and all(count == 1 for count in traces)
@@ -194,22 +221,30 @@ def test_value_error_in_a_task_fails_the_run_once(client, tmp_path):
             f.write("called\n")
         raise ValueError("this decoder refuses every z")
 
+    # A plain function as decoder cannot be fingerprinted: such a model runs only without out=
+    # (on the workers it is keyed by a hash of its pickle and data instead).
     model = InfiniteMixture(decoder, latent_dim=2, data_dim=3, scale=0.5)
     x = np.random.default_rng(0).normal(size=(4, 3))
     with pytest.raises(ValueError, match="refuses every z"):
-        sweep({"bad": model}, ["naive_mc"], [4], 2, {"bad": x}, client=client, progress=False,
-              out=tmp_path / "out")
+        sweep({"bad": model}, ["naive_mc"], [4], 2, {"bad": x}, client=client, progress=False)
     assert attempts.read_text().count("called") == 1  # not retried
-    assert not list((tmp_path / "out").glob("**/*.parquet"))
 
 
 def test_unpicklable_model_is_a_value_error(client):
     import threading
+
     model = LinearGaussian([[1.0]], [0.0], 1.0)
     model.lock = threading.Lock()
     with pytest.raises(ValueError, match="cannot be sent to the workers"):
-        sweep({"lg": model}, ["naive_mc"], [1], 2, {"lg": np.zeros((2, 1))}, client=client,
-              progress=False)
+        sweep(
+            {"lg": model},
+            ["naive_mc"],
+            [1],
+            2,
+            {"lg": np.zeros((2, 1))},
+            client=client,
+            progress=False,
+        )
 
 
 def test_unreachable_scheduler_is_one_line_within_the_timeout(tmp_path, monkeypatch):
@@ -218,19 +253,23 @@ def test_unreachable_scheduler_is_one_line_within_the_timeout(tmp_path, monkeypa
         port = s.getsockname()[1]
     monkeypatch.setattr(distributed, "CONNECT_TIMEOUT", 2)
     started = time.perf_counter()
-    result = runner.invoke(app, ["run", "--quick", "--scheduler", f"tcp://127.0.0.1:{port}",
-                                 "--out", str(tmp_path)])
+    result = runner.invoke(
+        app, ["run", "--quick", "--scheduler", f"tcp://127.0.0.1:{port}", "--out", str(tmp_path)]
+    )
     assert time.perf_counter() - started < 10
     assert result.exit_code == 2, result.output
     assert "cannot reach the Dask scheduler" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--workers", "0"], "--workers must be at least 1"),
-    (["--workers", "-3"], "--workers must be at least 1"),
-    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:8786"], "not both"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--workers", "-3"], "--workers must be at least 1"),
+        (["--workers", "2", "--scheduler", "tcp://127.0.0.1:8786"], "not both"),
+    ],
+)
 def test_bad_cluster_options_are_rejected(args, message, tmp_path):
     result = runner.invoke(app, ["run", "--quick", *args, "--out", str(tmp_path)])
     assert result.exit_code == 2, result.output
@@ -245,13 +284,33 @@ def test_local_cluster_rejects_bad_worker_counts():
 
 def test_timing_notes_from_cell_records():
     sequential = {"compile": [{"host": "a"}, {}]}  # older records have no place fields
-    shared = {"compile": [{"host": "a", "host_concurrency": 4}, {"host": "a",
-                                                                 "host_concurrency": 4}]}
-    spread = {"compile": [{"host": "a", "host_concurrency": 1}, {"host": "b",
-                                                                 "host_concurrency": 1}]}
+    shared = {
+        "compile": [{"host": "a", "host_concurrency": 4}, {"host": "a", "host_concurrency": 4}]
+    }
+    spread = {
+        "compile": [{"host": "a", "host_concurrency": 1}, {"host": "b", "host_concurrency": 1}]
+    }
     assert timing_note(sequential) is None and timing_mismatch(sequential, sequential) is None
     assert "2 of 2 cells" in timing_note(shared) and "up to 4 cells" in timing_note(shared)
     assert "2 hosts" in timing_note(spread)
     assert "one cell at a time" in timing_mismatch(sequential, shared)
     assert "on 2 hosts" in timing_mismatch(sequential, spread)
     assert timing_mismatch(shared, shared) is None
+
+
+def test_workers_use_each_methods_compile_mode(client):
+    """On CPU workers, "auto" is each method's CPU default, as in-process: graph mode for
+    importance sampling, XLA for AIS (the cells' records say which ran)."""
+    from estimators import methods as registry
+
+    model = LinearGaussian([[1.0, 0.5], [0.2, -0.3]], [0.0, 0.1], 0.8)
+    x = model.sample(4, seed=3).numpy()
+    specs = ["naive_mc", "ais:steps=3"]
+    df = sweep({"modes": model}, specs, [2], 2, {"modes": x}, client=client, progress=False)
+    assert df.attrs["config"]["jit_compile"] == sweep_module.PER_METHOD
+    modes = {r["method"]: r["jit_compile"] for r in df.attrs["compile"]}
+    assert modes == {
+        registry.parse(s).canonical: registry.parse(s).method.cpu_jit_compile for s in specs
+    }
+    assert modes[registry.parse("ais:steps=3").canonical] is True
+    assert modes["naive_mc"] is False

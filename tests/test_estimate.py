@@ -4,14 +4,17 @@ Statistical checks use fixed seeds and tolerances of K standard errors of the qu
 (SE = sample sd / sqrt(n)); repeats are independent rows of a tiled x (each row gets its own
 samples), so one call yields thousands of independent estimates.
 """
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from estimators import METHODS, estimate
+from estimators.algorithms.logspace import finish_logsumexp as _finish_logsumexp
+from estimators.algorithms.logspace import running_logsumexp as _running_logsumexp
 from estimators.estimator import DEFAULT_CHUNK_SIZE, compiled_estimator
-from estimators.algorithms.logspace import finish_logsumexp as _finish_logsumexp, running_logsumexp as _running_logsumexp
+
 from conftest import make_gmm, make_linear_gaussian, make_nonlinear
 
 tfd = tfp.distributions
@@ -28,9 +31,11 @@ def repeated(model, seed=11):
 
 def mismatched_posterior(model):
     """A deliberately wrong but valid q(z|x): the posterior shifted by 0.3 and widened 1.5x."""
+
     def q(x):
         post = model.posterior(x)
         return tfd.MultivariateNormalDiag(post.mean() + 0.3, 1.5 * post.stddev())
+
     return q
 
 
@@ -41,6 +46,7 @@ def assert_mean_within(values, target, k=K):
 
 
 # ---------------------------------------------------------------- exact answers and identities
+
 
 @pytest.mark.parametrize("make", [make_linear_gaussian, make_gmm])
 @pytest.mark.parametrize("method", ["posterior_is", "elbo"])
@@ -93,6 +99,7 @@ def test_ess_is_m_for_exact_posterior_and_at_most_m_otherwise(lg):
 
 # ----------------------------------------------------------------------- unbiasedness, bounds
 
+
 def _unbiased_cases():
     lg = make_linear_gaussian()
     return [
@@ -106,7 +113,11 @@ def _unbiased_cases():
     ]
 
 
-@pytest.mark.parametrize("name, model, method, proposal", _unbiased_cases(), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    "name, model, method, proposal",
+    _unbiased_cases(),
+    ids=lambda v: v if isinstance(v, str) else "",
+)
 def test_estimate_of_p_is_unbiased_in_linear_space(name, model, method, proposal):
     """E[p^(x)] = p(x): the mean of exp(log p^ - log p) is 1 within K standard errors."""
     x, truth = repeated(model)
@@ -122,7 +133,10 @@ def test_elbo_below_is_bound_below_log_p(lg):
     q = mismatched_posterior(lg)
     gap_elbo = estimate(lg, x, "elbo", 16, seed=1, proposal=q).numpy() - truth
     gap_is = estimate(lg, x, "posterior_is", 16, seed=2, proposal=q).numpy() - truth
-    se = lambda v: v.std(ddof=1) / np.sqrt(v.size)
+
+    def se(v):
+        return v.std(ddof=1) / np.sqrt(v.size)
+
     assert gap_elbo.mean() + K * se(gap_elbo) < 0  # ELBO <= log p(x)
     diff = gap_is - gap_elbo
     assert diff.mean() - K * se(diff) > 0  # IWAE is tighter than the ELBO
@@ -158,12 +172,14 @@ def test_running_logsumexp_matches_reduce_logsumexp_on_extreme_values():
     lw[3, 5] = -2.0  # a column where every weight but one is exactly zero
     m, s = tf.fill([6], tf.constant(-np.inf, tf.float64)), tf.zeros([6], tf.float64)
     for start in range(0, 37, 8):
-        m, s = _running_logsumexp(m, s, tf.constant(lw[start:start + 8]))
-    np.testing.assert_allclose(_finish_logsumexp(m, s).numpy(), tf.reduce_logsumexp(lw, 0).numpy(),
-                               rtol=1e-12)
+        m, s = _running_logsumexp(m, s, tf.constant(lw[start : start + 8]))
+    np.testing.assert_allclose(
+        _finish_logsumexp(m, s).numpy(), tf.reduce_logsumexp(lw, 0).numpy(), rtol=1e-12
+    )
 
 
 # ------------------------------------------------------------------------ numerics and compiling
+
 
 def test_far_data_float32_is_finite_and_accurate():
     """log w ~ -1e5: the running max keeps exp() in range; float32 keeps ~7 significant digits."""
@@ -205,13 +221,16 @@ def test_graph_mode_agrees_with_xla_statistically(lg):
     x, truth = repeated(lg)
     xla = estimate(lg, x, "naive_mc", 64, seed=5).numpy() - truth
     graph = estimate(lg, x, "naive_mc", 64, seed=5, jit_compile=False).numpy() - truth
-    np.testing.assert_array_equal(graph, estimate(lg, x, "naive_mc", 64, seed=5, jit_compile=False).numpy() - truth)
+    np.testing.assert_array_equal(
+        graph, estimate(lg, x, "naive_mc", 64, seed=5, jit_compile=False).numpy() - truth
+    )
     se = np.hypot(xla.std(), graph.std()) / np.sqrt(xla.size)
     assert abs(xla.mean() - graph.mean()) < K * se
 
 
 def test_amortized_posterior_is_used_by_default():
     from estimators import MLP, AmortizedPosterior
+
     model = make_nonlinear()
     x = model.sample(6, seed=0)
     with pytest.raises(ValueError, match="no exact or amortized posterior"):
@@ -226,29 +245,73 @@ def test_amortized_posterior_is_used_by_default():
 
 # ---------------------------------------------------------------------------------- bad input
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(x=np.zeros((3, 4))), "D = 4 columns but the model expects D = 5"),
-    (dict(x=np.zeros(5)), "shape \\[N, D\\]"),
-    (dict(x=np.zeros((0, 5))), "empty"),
-    (dict(x=np.array([[0, 0, np.nan, 0, 0]])), "NaN or inf"),
-    (dict(x=np.array([[0, 0, 0, np.inf, 0]])), "NaN or inf"),
-    (dict(x="abc"), "numeric array"),
-    (dict(num_samples=0), "positive integer"),
-    (dict(num_samples=-3), "positive integer"),
-    (dict(num_samples=2.5), "positive integer"),
-    (dict(method="importance"), "unknown method 'importance'"),
-    (dict(method="prior_is", proposal=tfd.MultivariateNormalDiag(tf.zeros(3), tf.ones(3))), "event shape \\[3\\]"),
-    (dict(method="prior_is", proposal=tfd.MultivariateNormalDiag(tf.zeros([4, 2]), tf.ones([4, 2]))), "batch shape"),
-    (dict(method="prior_is", proposal="prior"), "tfp Distribution"),
-    (dict(method="posterior_is", proposal=lambda x: tfd.MultivariateNormalDiag(tf.zeros([1, 3]), tf.ones([1, 3]))), "event shape \\[3\\]"),
-    (dict(method="naive_mc", proposal=tfd.MultivariateNormalDiag(tf.zeros(2), tf.ones(2))), "prior_is instead"),
-    (dict(method="posterior_is", proposal=lambda x: tfd.MultivariateNormalDiag(tf.zeros(2), tf.ones(2))), "batch shape \\[N\\]"),
-    (dict(method="elbo", proposal=lambda x: "not a distribution"), "must return a tfp Distribution"),
-    (dict(x=np.full((1, 5), 1e39)), "too large for float32"),
-    (dict(chunk_size=0), "chunk_size"),
-    (dict(seed=[1, 2, 3]), "seed"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(x=np.zeros((3, 4))), "D = 4 columns but the model expects D = 5"),
+        (dict(x=np.zeros(5)), "shape \\[N, D\\]"),
+        (dict(x=np.zeros((0, 5))), "empty"),
+        (dict(x=np.array([[0, 0, np.nan, 0, 0]])), "NaN or inf"),
+        (dict(x=np.array([[0, 0, 0, np.inf, 0]])), "NaN or inf"),
+        (dict(x="abc"), "numeric array"),
+        (dict(num_samples=0), "positive integer"),
+        (dict(num_samples=-3), "positive integer"),
+        (dict(num_samples=2.5), "positive integer"),
+        (dict(method="importance"), "unknown method 'importance'"),
+        (
+            dict(method="prior_is", proposal=tfd.MultivariateNormalDiag(tf.zeros(3), tf.ones(3))),
+            "event shape \\[3\\]",
+        ),
+        (
+            dict(
+                method="prior_is",
+                proposal=tfd.MultivariateNormalDiag(tf.zeros([4, 2]), tf.ones([4, 2])),
+            ),
+            "batch shape",
+        ),
+        (dict(method="prior_is", proposal="prior"), "tfp Distribution"),
+        (
+            dict(
+                method="posterior_is",
+                proposal=lambda x: tfd.MultivariateNormalDiag(tf.zeros([1, 3]), tf.ones([1, 3])),
+            ),
+            "event shape \\[3\\]",
+        ),
+        (
+            dict(method="naive_mc", proposal=tfd.MultivariateNormalDiag(tf.zeros(2), tf.ones(2))),
+            "prior_is instead",
+        ),
+        (
+            dict(
+                method="posterior_is",
+                proposal=lambda x: tfd.MultivariateNormalDiag(tf.zeros(2), tf.ones(2)),
+            ),
+            "batch shape \\[N\\]",
+        ),
+        (
+            dict(method="elbo", proposal=lambda x: "not a distribution"),
+            "must return a tfp Distribution",
+        ),
+        (dict(x=np.full((1, 5), 1e39)), "too large for float32"),
+        (dict(chunk_size=0), "chunk_size"),
+        (dict(seed=[1, 2, 3]), "seed"),
+    ],
+)
 def test_bad_input_raises_value_error_naming_the_problem(lg, kwargs, match):
     args = dict(x=np.zeros((3, 5)), method="naive_mc", num_samples=10, seed=0) | kwargs
     with pytest.raises(ValueError, match=match):
         estimate(lg, args.pop("x"), args.pop("method"), args.pop("num_samples"), **args)
+
+
+def test_posterior_is_accepts_a_per_point_distribution():
+    """A distribution with batch shape [N] (e.g. fitted per point) is the proposal for exactly
+    this x: the exact posterior as such a distribution gives log p(x) exactly."""
+    model = make_linear_gaussian(dtype=tf.float64)
+    x = model.sample(7, seed=3)
+    truth = model.log_marginal(x).numpy()
+    for method in ("posterior_is", "elbo"):
+        est = estimate(model, x, method, 5, seed=0, proposal=model.posterior(x)).numpy()
+        np.testing.assert_allclose(est, truth, atol=1e-10)
+    with pytest.raises(ValueError, match=r"batch shape \[N\] = \[7\].*got \[3\]"):
+        estimate(model, x, "posterior_is", 5, seed=0, proposal=model.posterior(x[:3]))

@@ -1,11 +1,20 @@
 """Models: closed forms against independent computations, quadrature against closed forms."""
+
 import numpy as np
 import pytest
 import scipy.special
 import scipy.stats
 import tensorflow as tf
 
-from estimators import AmortizedPosterior, GaussianMixture, InfiniteMixture, LinearGaussian, MLP, quadrature
+from estimators import (
+    MLP,
+    AmortizedPosterior,
+    GaussianMixture,
+    InfiniteMixture,
+    LinearGaussian,
+    quadrature,
+)
+
 from conftest import linear_infinite_mixture, make_gmm, make_linear_gaussian, make_nonlinear
 
 
@@ -13,8 +22,10 @@ def test_gmm_log_marginal_matches_scipy():
     gmm = make_gmm(tf.float64)
     x = gmm.sample(50, seed=1).numpy()
     w, mu, s = gmm.weights.numpy(), gmm.locs.numpy(), gmm.scales.numpy()
-    dens = sum(w[k] * scipy.stats.multivariate_normal(mu[k], np.diag(s[k] ** 2)).pdf(x)
-               for k in range(len(w)))
+    dens = sum(
+        w[k] * scipy.stats.multivariate_normal(mu[k], np.diag(s[k] ** 2)).pdf(x)
+        for k in range(len(w))
+    )
     np.testing.assert_allclose(gmm.log_marginal(x).numpy(), np.log(dens), rtol=0, atol=1e-10)
 
 
@@ -23,8 +34,10 @@ def test_gmm_posterior_is_bayes_rule():
     x = gmm.sample(20, seed=2)
     post = gmm.posterior(x).probs_parameter().numpy()
     k = np.arange(gmm.num_components)
-    joint = np.exp(gmm.prior.log_prob(k).numpy()[None, :]
-                   + gmm.likelihood(k).log_prob(x.numpy()[:, None, :]).numpy())
+    joint = np.exp(
+        gmm.prior.log_prob(k).numpy()[None, :]
+        + gmm.likelihood(k).log_prob(x.numpy()[:, None, :]).numpy()
+    )
     np.testing.assert_allclose(post, joint / joint.sum(1, keepdims=True), atol=1e-12)
 
 
@@ -43,8 +56,9 @@ def test_linear_gaussian_posterior_satisfies_bayes_identity():
     x = lg.sample(10, seed=1)
     z = tf.random.stateless_normal([4, 10, 3], seed=[1, 2], dtype=tf.float64)
     lhs = lg.prior.log_prob(z) + lg.likelihood(z).log_prob(x) - lg.posterior(x).log_prob(z)
-    np.testing.assert_allclose(lhs.numpy(), np.broadcast_to(lg.log_marginal(x).numpy(), (4, 10)),
-                               atol=1e-10)
+    np.testing.assert_allclose(
+        lhs.numpy(), np.broadcast_to(lg.log_marginal(x).numpy(), (4, 10)), atol=1e-10
+    )
 
 
 @pytest.mark.parametrize("d", [1, 2])
@@ -79,8 +93,9 @@ def test_quadrature_on_a_bimodal_posterior_matches_brute_force():
     x = np.array([[4.0], [1.0], [0.3]])
     log_p, error = quadrature.log_marginal_and_error(model, x)
     z = np.linspace(-8, 8, 800_001)  # brute force: a dense trapezoid, spacing 2e-5 << sd 1e-3
-    log_joint = (scipy.stats.norm.logpdf(z)[None, :]
-                 + scipy.stats.norm.logpdf(x, loc=z[None, :] ** 2, scale=sigma))
+    log_joint = scipy.stats.norm.logpdf(z)[None, :] + scipy.stats.norm.logpdf(
+        x, loc=z[None, :] ** 2, scale=sigma
+    )
     brute = scipy.special.logsumexp(log_joint, axis=1) + np.log(z[1] - z[0])
     np.testing.assert_allclose(log_p.numpy(), brute, atol=1e-7)
     assert np.all(error.numpy() < 1e-6)
@@ -117,15 +132,18 @@ def test_quadrature_refuses_large_latent():
 def test_infinite_mixture_likelihood_kinds():
     z = tf.zeros([5, 7, 2])
     fixed = InfiniteMixture(MLP([2, 3]), 2, scale=0.5)
-    per_dim = InfiniteMixture(MLP([2, 3]), 2, log_scale=tf.Variable(np.log([0.1, 0.2, 0.3]), dtype=tf.float32))
+    per_dim = InfiniteMixture(
+        MLP([2, 3]), 2, log_scale=tf.Variable(np.log([0.1, 0.2, 0.3]), dtype=tf.float32)
+    )
     hetero = InfiniteMixture(MLP([2, 6]), 2, scale=None)
     binary = InfiniteMixture(MLP([2, 3]), 2, likelihood="bernoulli")
     for model in (fixed, per_dim, hetero, binary):
         assert model.data_dim == 3
         assert model.likelihood(z).batch_shape == [5, 7]
         assert model.likelihood(z).event_shape == [3]
-    np.testing.assert_allclose(per_dim.likelihood(z).distribution.stddev().numpy()[0, 0], [0.1, 0.2, 0.3],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        per_dim.likelihood(z).distribution.stddev().numpy()[0, 0], [0.1, 0.2, 0.3], rtol=1e-6
+    )
     x = binary.sample(4, seed=0).numpy()
     assert set(np.unique(x)) <= {0.0, 1.0}
     with pytest.raises(ValueError, match="unknown likelihood"):
@@ -149,13 +167,16 @@ def test_model_sample_shapes(lg, gmm):
     np.testing.assert_array_equal(lg.sample(3, seed=4).numpy(), lg.sample(3, seed=4).numpy())
 
 
-@pytest.mark.parametrize("build, match", [
-    (lambda: GaussianMixture([0.5, 0.6], [[0.0], [1.0]], [[1.0], [1.0]]), "sum to 1"),
-    (lambda: GaussianMixture([0.5, 0.5], [[0.0], [1.0]], [[1.0], [-1.0]]), "positive"),
-    (lambda: GaussianMixture([1.0], [[0.0, 1.0]], [[1.0]]), "shape of locs"),
-    (lambda: LinearGaussian(np.ones((3, 2)), np.ones(2), 1.0), "b\\[D\\]"),
-    (lambda: LinearGaussian(np.ones((3, 2)), np.ones(3), -1.0), "positive scalar"),
-])
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        (lambda: GaussianMixture([0.5, 0.6], [[0.0], [1.0]], [[1.0], [1.0]]), "sum to 1"),
+        (lambda: GaussianMixture([0.5, 0.5], [[0.0], [1.0]], [[1.0], [-1.0]]), "positive"),
+        (lambda: GaussianMixture([1.0], [[0.0, 1.0]], [[1.0]]), "shape of locs"),
+        (lambda: LinearGaussian(np.ones((3, 2)), np.ones(2), 1.0), "b\\[D\\]"),
+        (lambda: LinearGaussian(np.ones((3, 2)), np.ones(3), -1.0), "positive scalar"),
+    ],
+)
 def test_bad_model_parameters(build, match):
     with pytest.raises(ValueError, match=match):
         build()

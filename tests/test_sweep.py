@@ -1,4 +1,5 @@
 """sweep(): the tidy table, its parquet metadata, exactness, the 1/M law, and resuming."""
+
 import json
 import shutil
 
@@ -10,7 +11,7 @@ import tensorflow as tf
 
 import estimators.sweep as sweep_module
 from estimators import GaussianMixture, LinearGaussian
-from estimators.results import COLUMNS, METADATA_KEY, ResultsError, load_results
+from estimators.results import COLUMNS, METADATA_KEY, ResultsError, load_results, save_results
 from estimators.summary import fit_slopes, summarize
 from estimators.sweep import sweep
 
@@ -19,8 +20,9 @@ def small_models(dtype=tf.float32):
     rng = np.random.default_rng(0)
     models = {
         "lg": LinearGaussian(rng.normal(size=(3, 1)), rng.normal(size=3), 0.8, dtype=dtype),
-        "gmm": GaussianMixture([0.6, 0.4], [[-2.0, 0.0], [2.0, 0.0]], [[1.0, 1.0], [0.5, 0.5]],
-                               dtype=dtype),
+        "gmm": GaussianMixture(
+            [0.6, 0.4], [[-2.0, 0.0], [2.0, 0.0]], [[1.0, 1.0], [0.5, 0.5]], dtype=dtype
+        ),
     }
     data = {name: model.sample(6, seed=3).numpy() for name, model in models.items()}
     return models, data
@@ -59,8 +61,9 @@ def test_tidy_table_schema_and_parquet_metadata(small_run):
 
 def test_exact_posterior_is_has_zero_bias_and_variance():
     models, data = small_models(dtype=tf.float64)
-    df = sweep({"lg": models["lg"]}, ["posterior_is"], [1, 16], 4, {"lg": data["lg"]},
-               progress=False)
+    df = sweep(
+        {"lg": models["lg"]}, ["posterior_is"], [1, 16], 4, {"lg": data["lg"]}, progress=False
+    )
     error = df["estimate"] - df["truth"]
     # float64 round-off of log p ~ a few nats: 1e-12 is ~1e4 ulps of headroom.
     assert np.abs(error).max() < 1e-12
@@ -74,8 +77,9 @@ def test_naive_mc_variance_falls_like_one_over_m():
     standard error here is ~0.03 (variance estimated from R N = 512 draws per M): +-0.35 is 10 SE."""
     model = LinearGaussian([[0.5], [0.5]], [0.0, 0.0], 1.0)
     x = model.sample(16, seed=11).numpy()
-    df = sweep({"lg": model}, ["naive_mc"], [32, 128, 512, 2048], 32, {"lg": x}, seed=1,
-               progress=False)
+    df = sweep(
+        {"lg": model}, ["naive_mc"], [32, 128, 512, 2048], 32, {"lg": x}, seed=1, progress=False
+    )
     summary = summarize(df)
     slope = fit_slopes(summary)["variance_slope"].iloc[0]
     assert slope == pytest.approx(-1.0, abs=0.35)
@@ -111,7 +115,9 @@ def test_resume_after_interruption_gives_identical_table(small_run, tmp_path, mo
     assert resumed.attrs["run"]["loaded_cells"] == 3
     assert resumed.attrs["run"]["computed_cells"] == 8 - 3
     # Same numbers as the uninterrupted run; only wall times differ between runs.
-    pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), reference.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(
+        resumed.drop(columns="seconds"), reference.drop(columns="seconds")
+    )
     pd.testing.assert_frame_equal(load_results(tmp_path), resumed)
 
 
@@ -154,3 +160,103 @@ def test_bad_arguments_raise_value_error():
         sweep(models, ["naive_mc"], [1], 1, data, progress=False)
     with pytest.raises(ValueError, match="no entry"):
         sweep(models, ["naive_mc"], [1], 2, {"lg": data["lg"]}, progress=False)
+
+
+# --------------------------------------------------------------------------- a folder's results
+
+
+def test_rerun_with_a_subset_keeps_every_finished_cell(small_run, tmp_path):
+    """Rerunning fewer models or methods into a folder keeps the other cells in its results."""
+    models, data = small_models()
+    reference, out = small_run
+    shutil.copytree(out, tmp_path, dirs_exist_ok=True)
+    subset = sweep(
+        {"gmm": models["gmm"]},
+        ["posterior_is"],
+        [8],
+        3,
+        {"gmm": data["gmm"]},
+        seed=5,
+        out=tmp_path,
+        progress=False,
+    )
+    assert subset.attrs["run"]["loaded_cells"] == 1 and subset.attrs["run"]["kept_cells"] == 7
+    pd.testing.assert_frame_equal(subset, reference)  # every cell, in the first run's order
+    pd.testing.assert_frame_equal(load_results(tmp_path), reference)
+    assert subset.attrs["config"]["models"] == ["lg", "gmm"]
+    assert len(subset.attrs["compile"]) == 8
+    # A new model with the same settings joins the others.
+    extra = sweep(
+        {"lg2": models["lg"]},
+        ["naive_mc"],
+        [1],
+        3,
+        {"lg2": data["lg"]},
+        seed=5,
+        out=tmp_path,
+        progress=False,
+    )
+    assert extra.groupby(["model", "method", "num_samples"]).ngroups == 9
+    assert extra.attrs["config"]["models"] == ["lg", "gmm", "lg2"]
+
+
+def test_cells_that_cannot_share_a_table_are_refused(small_run, tmp_path):
+    models, data = small_models()
+    _, out = small_run
+    shutil.copytree(out, tmp_path, dirs_exist_ok=True)
+    with pytest.raises(ResultsError, match="other settings.*repeats"):
+        sweep(
+            {"new": models["lg"]},
+            ["naive_mc"],
+            [1],
+            4,
+            {"new": data["lg"]},
+            seed=5,
+            out=tmp_path,
+            progress=False,
+        )
+    changed = LinearGaussian(np.ones((3, 1)), np.zeros(3), 0.8)
+    with pytest.raises(ResultsError, match="model 'lg' computed from other parameters"):
+        sweep(
+            {"lg": changed},
+            ["elbo"],
+            [1],
+            3,
+            {"lg": data["lg"]},
+            seed=5,
+            out=tmp_path,
+            progress=False,
+        )
+    assert not list((tmp_path / "cells").glob("*elbo*"))  # refused before computing anything
+
+
+def test_load_results_adds_cells_the_results_file_lacks(small_run, tmp_path):
+    """An interrupted rerun leaves cells that results.parquet does not list: the folder's
+    results (and so its report) include them."""
+    reference, out = small_run
+    shutil.copytree(out, tmp_path, dirs_exist_ok=True)
+    partial = reference[reference["model"] == "lg"].copy()
+    partial.attrs = json.loads(json.dumps(reference.attrs))
+    partial.attrs["config"]["cell_fingerprints"] = {
+        k: v
+        for k, v in reference.attrs["config"]["cell_fingerprints"].items()
+        if k.startswith("lg/")
+    }
+    save_results(partial, tmp_path)
+    merged = load_results(tmp_path)
+    assert merged.attrs["run"]["kept_cells"] == 4
+    pd.testing.assert_frame_equal(merged, reference)
+    (tmp_path / "results.parquet").unlink()
+    with pytest.raises(ResultsError, match="unfinished run"):
+        load_results(tmp_path)
+
+
+def test_a_model_that_cannot_be_fingerprinted_is_not_saved_for_resuming(tmp_path):
+    from estimators import InfiniteMixture
+
+    model = InfiniteMixture(lambda z: tf.concat([z, -z], axis=-1), 1, data_dim=2, scale=0.5)
+    data = {"f": model.sample(4, seed=1).numpy()}
+    with pytest.raises(ValueError, match="model 'f' cannot be saved for resuming.*decoder"):
+        sweep({"f": model}, ["naive_mc"], [4], 2, data, out=tmp_path, progress=False)
+    df = sweep({"f": model}, ["naive_mc"], [4], 2, data, progress=False)  # nothing saved: fine
+    assert len(df) == 2 * 4

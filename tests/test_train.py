@@ -1,4 +1,5 @@
 """Training: the objectives say what their docstrings say, and a small budget clearly helps."""
+
 import math
 
 import numpy as np
@@ -20,8 +21,15 @@ def test_training_raises_the_validation_elbo(digits_bernoulli):
     # The ELBO starts near -27 nats (random encoder) and, within 8 epochs, passes the independent-
     # pixel fit (about -25 nats per image); 4 nats is 20x the epoch-to-epoch noise of the
     # validation ELBO (~0.2 nats: 144 images, 16 fixed samples each).
-    result = train(digits_bernoulli, latent_dim=4, likelihood="bernoulli", epochs=8, seed=0,
-                   learning_rate=3e-3, **SMALL)
+    result = train(
+        digits_bernoulli,
+        latent_dim=4,
+        likelihood="bernoulli",
+        epochs=8,
+        seed=0,
+        learning_rate=3e-3,
+        **SMALL,
+    )
     assert result.final_valid_elbo > result.initial_valid_elbo + 4.0
     assert result.final_valid_elbo > -24.0
     assert len(result.history) == result.epochs == 8
@@ -30,18 +38,31 @@ def test_training_raises_the_validation_elbo(digits_bernoulli):
 
 def test_same_seed_same_weights(digits_bernoulli):
     x = digits_bernoulli[:64]
-    runs = [train(x, latent_dim=2, likelihood="bernoulli", epochs=1, seed=3, **SMALL)
-            for _ in range(2)]
-    for a, b in zip(runs[0].model.trainable_variables, runs[1].model.trainable_variables):
+    runs = [
+        train(x, latent_dim=2, likelihood="bernoulli", epochs=1, seed=3, **SMALL) for _ in range(2)
+    ]
+    for a, b in zip(
+        runs[0].model.trainable_variables, runs[1].model.trainable_variables, strict=True
+    ):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-@pytest.mark.parametrize("objective,kwargs", [("iwae", dict(num_importance=4)),
-                                              ("ml", dict(num_importance=64, scale=0.2))])
+@pytest.mark.parametrize(
+    "objective,kwargs",
+    [("iwae", dict(num_importance=4)), ("ml", dict(num_importance=64, scale=0.2))],
+)
 def test_other_objectives_train(objective, kwargs):
     x = load_data("digits-gaussian", "train")[:256]
-    result = train(x, latent_dim=2, likelihood="gaussian", objective=objective, epochs=3,
-                   seed=0, **kwargs, **SMALL)
+    result = train(
+        x,
+        latent_dim=2,
+        likelihood="gaussian",
+        objective=objective,
+        epochs=3,
+        seed=0,
+        **kwargs,
+        **SMALL,
+    )
     phases = {h["phase"] for h in result.history}
     assert phases == ({"ml", "encoder"} if objective == "ml" else {objective})
     first = [h for h in result.history if h["phase"] == objective][0]
@@ -59,10 +80,11 @@ def test_ml_objective_is_a_soft_min_of_l2_errors():
     seed = tf.constant([0, 7], tf.int64)
     got = float(objective_value(model, x, "ml", k, seed))
     from estimators import sampling
+
     z = sampling.sample(model.prior, [k, 1], seed)
     g = model.decoder(z).numpy()  # [k, 1, D]
     sq = np.sum((x[None].astype(np.float64) - g) ** 2, axis=-1)  # [k, N]
-    lse = np.logaddexp.reduce(-sq / (2 * sigma ** 2), axis=0)
+    lse = np.logaddexp.reduce(-sq / (2 * sigma**2), axis=0)
     want = np.mean(lse) - 64 * math.log(sigma * math.sqrt(2 * math.pi)) - math.log(k)
     assert got == pytest.approx(want, abs=1e-3 * abs(want))
 
@@ -71,18 +93,22 @@ def test_elbo_objective_equals_the_estimator_elbo():
     x = load_data("digits-bernoulli", "test")[:8]
     model = build_model(64, 3, "bernoulli", decoder_hidden=(8,), encoder_hidden=(8,), seed=1)
     from estimators.estimator import estimate
+
     a = float(objective_value(model, x, "elbo", 5000, tf.constant([0, 1], tf.int64)))
     b = float(np.mean(estimate(model, x, "elbo", 5000, seed=2)))
     # Two independent means of 8 x 5000 log w (sd of log w here < 5 nats): SE of a - b < 0.04.
     assert a == pytest.approx(b, abs=0.2)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(objective="nope"), "objective"),
-    (dict(objective="iwae", num_importance=1), "num_importance"),
-    (dict(objective="ml"), "fixes the decoder variance"),
-    (dict(objective="iwae", num_importance=2, warmup_epochs=5), "warm-up"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(objective="nope"), "objective"),
+        (dict(objective="iwae", num_importance=1), "num_importance"),
+        (dict(objective="ml"), "fixes the decoder variance"),
+        (dict(objective="iwae", num_importance=2, warmup_epochs=5), "warm-up"),
+    ],
+)
 def test_bad_settings_raise(kwargs, match):
     x = load_data("pinwheel", "train")[:64]
     with pytest.raises(ValueError, match=match):
@@ -92,6 +118,7 @@ def test_bad_settings_raise(kwargs, match):
 def test_train_named_writes_a_loadable_model(tmp_path):
     from estimators import zoo
     from estimators.train import train_named
+
     info = train_named("pinwheel-gaussian-d2", tmp_path, epochs=1, progress=False, evaluate=False)
     assert info["reproduce"]["command"] == "estimators train pinwheel-gaussian-d2 --epochs 1"
     assert zoo.available_models(tmp_path) == ["pinwheel-gaussian-d2"]

@@ -5,8 +5,12 @@
 The path, schedules, HMC moves and step-size tuning are in ``annealing``; this file only chooses
 the forward direction. Diagnostics: Kish ESS of the K weights, mean HMC acceptance, final step.
 """
+
 from estimators.algorithms import annealing
 
 
 def run(spec, model, x, num_chains, seed, context):
     return annealing.run(spec, model, x, num_chains, seed, context, reverse=False)
+
+
+compile_options = annealing.compile_options

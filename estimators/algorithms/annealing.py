@@ -27,46 +27,72 @@ during the measured run (x1.02 if its moving-average acceptance > 0.65, else x0.
 biases p^ slightly (tested). "none" keeps ``step_size``.
 
 Chains run in chunks of ``chunk_size`` in a ``tf.while_loop``: memory is flat in K. K and T are
-tensor arguments: one compiled function per (model, options other than steps).
+tensor arguments: one compiled function per (model, options other than steps). With diagnostics
+(and K >= 21) the loop also keeps a running top of the chains' log weights for their Pareto
+k-hat (``pareto``; for bdmc, of the reverse weights, whose mean estimates 1/p(x)).
 """
+
 import math
 
 import numpy as np
 import tensorflow as tf
 
 from estimators import sampling
-from estimators.algorithms import hmc, logspace
-from estimators.algorithms.importance import callable_key, checked_posterior
+from estimators.algorithms import hmc, logspace, pareto
+from estimators.algorithms.importance import callable_key, checked_posterior, resolve_tail_capacity
 from estimators.models.base import model_cache
 
 TARGET_ACCEPT = 0.65
 PILOT_STEP_RANGE = (1e-4, 10.0)
 ONLINE_STEP_RANGE = (1e-4, 0.5)  # eval_gen's clip
-ONLINE_SLOWNESS = 0.9            # eval_gen's moving average of the acceptance rate
+ONLINE_SLOWNESS = 0.9  # eval_gen's moving average of the acceptance rate
 
 
 def run(spec, model, x, num_chains, seed, context, reverse=False):
     """(per-chain log weights reduced: log mean w [N], diagnostics) for ais / bdmc."""
     options = spec.kwargs
     start = resolve_start(spec, model, context)
-    posterior = checked_posterior(model, x, spec.name, context.proposal) if start == "posterior" else None
+    posterior = (
+        checked_posterior(model, x, spec.name, context.proposal) if start == "posterior" else None
+    )
     given = context.posterior_samples is not None
-    fn = compiled_annealer(model, spec, posterior, reverse, given, context.chunk_size,
-                           context.jit_compile)
+    capacity = (
+        resolve_tail_capacity(num_chains, context.chunk_size, context.tail_capacity)
+        if context.diagnostics
+        else 0
+    )
+    fn = compiled_annealer(
+        model, spec, posterior, reverse, given, context.chunk_size, context.jit_compile, capacity
+    )
     args = (x, tf.constant(num_chains, tf.int32), tf.constant(options["steps"], tf.int32), seed)
     if reverse:  # without given draws, the model's exact posterior is sampled inside
-        args += (context.posterior_samples if given else tf.zeros([0, model.latent_dim], model.dtype),)
-    log_mean_w, ess, accept, step_size = fn(*args)
+        args += (
+            context.posterior_samples if given else tf.zeros([0, model.latent_dim], model.dtype),
+        )
+    log_mean_w, ess, accept, step_size, khat = fn(*args)
     diagnostics = {"ess": ess, "accept": accept, "step_size": step_size}
+    if context.diagnostics:
+        diagnostics["khat"] = khat
     return log_mean_w, diagnostics
 
 
+def compile_options(spec, num_chains, chunk_size):
+    """The ``estimate`` keywords that pick the compiled function of a diagnostics call with K
+    chains (the capacity of k-hat's running top; see ``estimator.compile_options``)."""
+    if num_chains < pareto.MIN_SAMPLES:
+        return {}
+    return {"tail_capacity": pareto.capacity(num_chains, chunk_size)}
+
+
 def resolve_start(spec, model, context):
-    """"prior" or "posterior": ``start=auto`` means the posterior where one exists."""
+    """ "prior" or "posterior": ``start=auto`` means the posterior where one exists."""
     start = spec.kwargs["start"]
     if start == "auto":
-        has = (context.proposal is not None or model.has_exact_posterior
-               or model.amortized_posterior is not None)
+        has = (
+            context.proposal is not None
+            or model.has_exact_posterior
+            or model.amortized_posterior is not None
+        )
         start = "posterior" if has else "prior"
     return start
 
@@ -84,12 +110,23 @@ def schedule(kind, t, num_steps, dtype):
     raise ValueError(f"unknown schedule {kind!r}")
 
 
-def compiled_annealer(model, spec, posterior, reverse, given_samples, chunk_size, jit_compile):
+def compiled_annealer(
+    model, spec, posterior, reverse, given_samples, chunk_size, jit_compile, tail_capacity=0
+):
     """The cached compiled function fn(x, K, T, seed[, exact_z]) -> (log mean w or its negative
-    for reverse [N], ESS [N], mean acceptance [N], final step size [N])."""
+    for reverse [N], ESS [N], mean acceptance [N], final step size [N], k-hat [N]: NaN unless
+    ``tail_capacity`` > 0 keeps a running top of the log weights)."""
     options = spec.kwargs
-    key = (spec.name, tuple((k, v) for k, v in spec.options if k != "steps"),
-           callable_key(posterior), reverse, given_samples, chunk_size, jit_compile)
+    key = (
+        spec.name,
+        tuple((k, v) for k, v in spec.options if k != "steps"),
+        callable_key(posterior),
+        reverse,
+        given_samples,
+        chunk_size,
+        jit_compile,
+        tail_capacity,
+    )
     cache = model_cache(model, "annealing")
     if key in cache and cache[key][0] == posterior:
         return cache[key][1]
@@ -123,8 +160,10 @@ def compiled_annealer(model, spec, posterior, reverse, given_samples, chunk_size
             """(beta_from, beta_to) [N] of move k along the walked path."""
             t_from, t_to = (steps - k, steps - k - 1) if reverse else (k, k + 1)
             ones = tf.ones([n], dtype)
-            return (ones * schedule(kind, t_from, steps, dtype),
-                    ones * schedule(kind, t_to, steps, dtype))
+            return (
+                ones * schedule(kind, t_from, steps, dtype),
+                ones * schedule(kind, t_to, steps, dtype),
+            )
 
         def anneal(size, steps, seed, step_policy, final_increment):
             """Walk ``size`` chains along the path; returns (log w [size, N], policy state,
@@ -132,20 +171,25 @@ def compiled_annealer(model, spec, posterior, reverse, given_samples, chunk_size
             accept))."""
             state0, eps_of, update = step_policy
             num_moves = steps - 1 if final_increment else steps
-            point = evaluate(initial(size, tf.random.experimental.stateless_fold_in(
-                seed, -1, alg=sampling.RNG_ALG)))
+            point = evaluate(
+                initial(
+                    size, tf.random.experimental.stateless_fold_in(seed, -1, alg=sampling.RNG_ALG)
+                )
+            )
 
             def body(k, point, log_w, state, accept_sum):
                 beta_from, beta_to = temperatures(k, steps)
                 log_w += (beta_to - beta_from) * (point.log_joint - point.log_start)
                 move_seed = tf.random.experimental.stateless_fold_in(seed, k, alg=sampling.RNG_ALG)
-                point, accept = hmc.step(evaluate, point, beta_to, eps_of(k, state), leapfrog,
-                                         move_seed)
+                point, accept = hmc.step(
+                    evaluate, point, beta_to, eps_of(k, state), leapfrog, move_seed
+                )
                 return k + 1, point, log_w, update(k, state, accept), accept_sum + accept
 
             zeros = tf.zeros([size, n], dtype)
             k, point, log_w, state, accept_sum = tf.while_loop(
-                lambda k, *_: k < num_moves, body, (tf.constant(0), point, zeros, state0, zeros))
+                lambda k, *_: k < num_moves, body, (tf.constant(0), point, zeros, state0, zeros)
+            )
             if final_increment:
                 beta_from, beta_to = temperatures(num_moves, steps)
                 log_w += (beta_to - beta_from) * (point.log_joint - point.log_start)
@@ -155,49 +199,74 @@ def compiled_annealer(model, spec, posterior, reverse, given_samples, chunk_size
         num_chunks = (num_chains + chunk_size - 1) // chunk_size
         m0, s0 = logspace.empty(n, dtype)
 
-        def chunk(i, m1, s1, m2, s2, accept_sum, last_state):
+        def chunk(i, m1, s1, m2, s2, accept_sum, last_state, top):
             chunk_seed = tf.random.experimental.stateless_fold_in(seed, i, alg=sampling.RNG_ALG)
-            log_w, state, accepted = anneal(chunk_size, num_steps, chunk_seed, measured_policy,
-                                            final_increment=True)
+            log_w, state, accepted = anneal(
+                chunk_size, num_steps, chunk_seed, measured_policy, final_increment=True
+            )
             valid = tf.range(chunk_size) + i * chunk_size < num_chains  # the overhang: weight 0
             log_w = tf.where(valid[:, None], log_w, -np.inf)
             m1, s1 = logspace.running_logsumexp(m1, s1, log_w)
             m2, s2 = logspace.running_logsumexp(m2, s2, 2.0 * log_w)
             accepted = tf.reduce_sum(tf.where(valid[:, None], accepted, 0.0), axis=0)
-            return i + 1, m1, s1, m2, s2, accept_sum + accepted, final_step(state, valid)
+            if tail_capacity:
+                top = pareto.update_top(top, log_w)
+            return i + 1, m1, s1, m2, s2, accept_sum + accepted, final_step(state, valid), top
 
-        _, m1, s1, m2, s2, accept_sum, last_step = tf.while_loop(
-            lambda i, *_: i < num_chunks, chunk,
-            (tf.constant(0), m0, s0, m0, s0, tf.zeros([n], dtype),
-             tf.fill([n], tf.constant(initial_step, dtype))))
+        _, m1, s1, m2, s2, accept_sum, last_step, top = tf.while_loop(
+            lambda i, *_: i < num_chunks,
+            chunk,
+            (
+                tf.constant(0),
+                m0,
+                s0,
+                m0,
+                s0,
+                tf.zeros([n], dtype),
+                tf.fill([n], tf.constant(initial_step, dtype)),
+                pareto.empty_top(n, tail_capacity, dtype) if tail_capacity else (),
+            ),
+        )
+        khat = (
+            tf.cast(pareto.pareto_tail(top, num_chains).khat, dtype)
+            if tail_capacity
+            else tf.fill([n], tf.constant(np.nan, dtype))
+        )
         log_sum_w = logspace.finish_logsumexp(m1, s1)
         ess = logspace.kish_ess(log_sum_w, logspace.finish_logsumexp(m2, s2))
         log_mean_w = log_sum_w - tf.math.log(tf.cast(num_chains, dtype))
         moves = tf.cast((num_steps - 1) * num_chains, dtype)
-        accept = tf.where(moves > 0, accept_sum / tf.maximum(moves, 1.0),
-                          tf.constant(np.nan, dtype))  # no moves when T = 1
-        return (-log_mean_w if reverse else log_mean_w), ess, accept, last_step
+        accept = tf.where(
+            moves > 0, accept_sum / tf.maximum(moves, 1.0), tf.constant(np.nan, dtype)
+        )  # no moves when T = 1
+        return (-log_mean_w if reverse else log_mean_w), ess, accept, last_step, khat
 
     def step_sizes(x, n, num_steps, num_chains, seed, anneal):
         """The measured run's step policy (after a pilot run for adapt=pilot) and a function
         (policy state, valid chains) -> final step size [N] for the diagnostics."""
         eps0 = tf.constant(initial_step, dtype)
         if adapt == "none":
-            return ((tf.zeros([n], dtype), lambda k, s: eps0, lambda k, s, a: s),
-                    lambda state, valid: state + eps0)
+            return (
+                (tf.zeros([n], dtype), lambda k, s: eps0, lambda k, s, a: s),
+                lambda state, valid: state + eps0,
+            )
         if adapt == "online":
+
             def update(k, state, accept):
                 eps, rate = state
                 rate = ONLINE_SLOWNESS * rate + (1.0 - ONLINE_SLOWNESS) * accept
-                eps = tf.clip_by_value(tf.where(rate > TARGET_ACCEPT, eps * 1.02, eps * 0.98),
-                                       *ONLINE_STEP_RANGE)
+                eps = tf.clip_by_value(
+                    tf.where(rate > TARGET_ACCEPT, eps * 1.02, eps * 0.98), *ONLINE_STEP_RANGE
+                )
                 return eps, rate
+
             shape = [chunk_size, n]
             state0 = (tf.fill(shape, eps0), tf.fill(shape, tf.constant(TARGET_ACCEPT, dtype)))
 
             def final(state, valid):
                 w = tf.cast(valid, dtype)[:, None]
                 return tf.reduce_sum(state[0] * w, axis=0) / tf.reduce_sum(w)
+
             return (state0, lambda k, s: s[0], update), final
         # adapt == "pilot": tune per point on a pilot run, then freeze per temperature.
         pilot_moves = tf.minimum(num_steps, pilot_steps)
@@ -206,20 +275,26 @@ def compiled_annealer(model, spec, posterior, reverse, given_samples, chunk_size
             log_eps, table = state
             log_eps = tf.clip_by_value(
                 log_eps + tf.reduce_mean(accept, axis=0) - TARGET_ACCEPT,
-                *np.log(PILOT_STEP_RANGE).astype(dtype.as_numpy_dtype))
+                *np.log(PILOT_STEP_RANGE).astype(dtype.as_numpy_dtype),
+            )
             return log_eps, tf.tensor_scatter_nd_update(table, [[k]], log_eps[None])
 
         pilot_state0 = (tf.fill([n], tf.math.log(eps0)), tf.zeros([pilot_steps, n], dtype))
         pilot_seed = tf.random.experimental.stateless_fold_in(seed, 2**30, alg=sampling.RNG_ALG)
-        _, (_, table), _ = anneal(pilot_chains, pilot_moves, pilot_seed,
-                                  (pilot_state0, lambda k, s: tf.exp(s[0]), pilot_update),
-                                  final_increment=False)
+        _, (_, table), _ = anneal(
+            pilot_chains,
+            pilot_moves,
+            pilot_seed,
+            (pilot_state0, lambda k, s: tf.exp(s[0]), pilot_update),
+            final_increment=False,
+        )
 
         def frozen(k, _):
             """Step size of measured move k: the pilot's, interpolated at path position (k+1)/T."""
             position = tf.cast(k + 1, dtype) / tf.cast(num_steps, dtype)
-            r = tf.clip_by_value(position * tf.cast(pilot_moves, dtype) - 1.0, 0.0,
-                                 tf.cast(pilot_moves - 1, dtype))
+            r = tf.clip_by_value(
+                position * tf.cast(pilot_moves, dtype) - 1.0, 0.0, tf.cast(pilot_moves - 1, dtype)
+            )
             lo = tf.cast(tf.floor(r), tf.int32)
             hi = tf.minimum(lo + 1, pilot_moves - 1)
             w = r - tf.cast(lo, dtype)

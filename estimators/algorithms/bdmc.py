@@ -10,8 +10,12 @@ of both. Exact posterior draws come from the model's exact posterior (linear-Gau
 any model, from data simulated with ``model.sample(n, seed, return_latents=True)``: pass the
 latents as ``estimate(..., posterior_samples=z)`` (every chain of a point starts from its draw).
 """
+
 from estimators.algorithms import annealing
 
 
 def run(spec, model, x, num_chains, seed, context):
     return annealing.run(spec, model, x, num_chains, seed, context, reverse=True)
+
+
+compile_options = annealing.compile_options

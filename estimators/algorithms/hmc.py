@@ -14,6 +14,7 @@ with probability min(1, exp(H0 - H1)), H = -log f_beta(z) + |p|^2 / 2, both ener
 beta. It leaves f_beta invariant for any fixed eps. A proposal that diverges (non-finite energy)
 is rejected.
 """
+
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -23,6 +24,7 @@ from estimators import sampling
 
 class PathPoint(NamedTuple):
     """Chains' positions [C, N, d] with log f_0, log p(x, z) [C, N] and their gradients."""
+
     z: tf.Tensor
     log_start: tf.Tensor
     log_joint: tf.Tensor
@@ -56,7 +58,8 @@ def step(evaluate_fn, point, beta, step_size, num_leapfrog, seed):
     """One HMC move leaving f_beta invariant. ``step_size`` broadcasts to [C, N] (per point, or
     per chain and point). Returns (new point, acceptance probability [C, N])."""
     momentum_seed, accept_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, 2, alg=sampling.RNG_ALG))
+        tf.random.experimental.stateless_split(seed, 2, alg=sampling.RNG_ALG)
+    )
     dtype = point.z.dtype
     eps = tf.broadcast_to(step_size, tf.shape(point.log_joint))[..., None]  # [C, N, 1]
     p0 = sampling.standard_normal(tf.shape(point.z), momentum_seed, dtype)
@@ -68,14 +71,21 @@ def step(evaluate_fn, point, beta, step_size, num_leapfrog, seed):
         return i + 1, z, p + eps * grad_target(new, beta), new
 
     # The loop adds full kicks; the last one is a half kick, so take half back after the loop.
-    _, _, p1, proposal = tf.while_loop(lambda i, *_: i < num_leapfrog, leapfrog,
-                                       (tf.constant(0), point.z, half_kick, point))
+    _, _, p1, proposal = tf.while_loop(
+        lambda i, *_: i < num_leapfrog, leapfrog, (tf.constant(0), point.z, half_kick, point)
+    )
     p1 = p1 - 0.5 * eps * grad_target(proposal, beta)
     kinetic = lambda p: 0.5 * tf.reduce_sum(tf.square(p), axis=-1)  # noqa: E731
-    log_accept = (log_target(proposal, beta) - kinetic(p1)) - (log_target(point, beta) - kinetic(p0))
+    log_accept = (log_target(proposal, beta) - kinetic(p1)) - (
+        log_target(point, beta) - kinetic(p0)
+    )
     log_accept = tf.where(tf.math.is_nan(log_accept), tf.constant(-float("inf"), dtype), log_accept)
     log_u = tf.math.log(sampling.uniform(tf.shape(log_accept), accept_seed, dtype))
     accept = log_u < log_accept
-    moved = PathPoint(*(tf.where(accept if new.shape.rank == 2 else accept[..., None], new, old)
-                        for new, old in zip(proposal, point)))
+    moved = PathPoint(
+        *(
+            tf.where(accept if new.shape.rank == 2 else accept[..., None], new, old)
+            for new, old in zip(proposal, point, strict=False)
+        )
+    )
     return moved, tf.exp(tf.minimum(log_accept, 0.0))

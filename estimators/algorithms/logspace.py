@@ -4,6 +4,7 @@ A running logsumexp keeps (m, s) with m = max so far and s = sum exp(lw - m); fo
 rescales s to the new max. ``-inf`` weights (masked samples) contribute exactly 0, and a column
 that has seen only ``-inf`` stays at (-inf, 0) until a finite weight arrives.
 """
+
 import numpy as np
 import tensorflow as tf
 
@@ -31,6 +32,15 @@ def kish_ess(log_sum_w, log_sum_w2):
     """(sum w)^2 / sum w^2 from the two log sums; 0 where no weight was finite."""
     log_ess = 2.0 * log_sum_w - log_sum_w2
     return tf.where(tf.math.is_finite(log_ess), tf.exp(log_ess), tf.zeros_like(log_ess))
+
+
+def log_add(a, b):
+    """log(exp(a) + exp(b)) elementwise, -inf-safe."""
+    big = tf.maximum(a, b)
+    safe = tf.where(tf.math.is_finite(big), big, tf.zeros_like(big))
+    return tf.where(
+        tf.math.is_finite(big), safe + tf.math.log(tf.exp(a - safe) + tf.exp(b - safe)), big
+    )
 
 
 def log_mean_exp(lw, axis=0):

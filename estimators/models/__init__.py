@@ -1,8 +1,16 @@
 from estimators.models.amortized_posterior import AmortizedPosterior
+from estimators.models.autoregressive import AutoregressiveLikelihood, ConditionalMADE
 from estimators.models.base import LatentVariableModel
 from estimators.models.gaussian_mixture import GaussianMixture
 from estimators.models.infinite_mixture import InfiniteMixture
 from estimators.models.linear_gaussian import LinearGaussian
 
-__all__ = ["AmortizedPosterior", "GaussianMixture", "InfiniteMixture", "LatentVariableModel",
-           "LinearGaussian"]
+__all__ = [
+    "AmortizedPosterior",
+    "AutoregressiveLikelihood",
+    "ConditionalMADE",
+    "GaussianMixture",
+    "InfiniteMixture",
+    "LatentVariableModel",
+    "LinearGaussian",
+]

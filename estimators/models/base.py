@@ -1,12 +1,15 @@
-"""What every model shares: the four-method interface of DESIGN §2 and input checking.
+"""What every model shares: the four-method model interface and input checking.
 
 A model is p(x) = \\int p(x | z) p(z) dz, exposed as
     prior            -> p(z)                       (tfd.Distribution)
     likelihood(z)    -> p(x | z), batched over z    (tfd.Distribution over x)
     log_marginal(x)  -> log p(x), [N]               (NotImplementedError where none exists)
     posterior(x)     -> p(z | x), batched over x    (NotImplementedError where none exists)
-plus ``sample`` / ``log_prob`` so a model can be used like a distribution over x.
+plus ``sample`` (ancestral draws of x), ``check_data`` (input validation) and
+``constructor_arguments`` (the declared parameters that identify the model: see
+``estimators.fingerprint``).
 """
+
 import numpy as np
 import tensorflow as tf
 
@@ -37,9 +40,18 @@ class LatentVariableModel(tf.Module):
     def posterior(self, x):
         raise NotImplementedError(f"{type(self).__name__} has no exact posterior p(z|x)")
 
+    def constructor_arguments(self) -> dict:
+        """The arguments that rebuild this model, ``type(m)(**m.constructor_arguments())``, with
+        their current values (tensors and variables allowed). They identify the model: results
+        saved for it are reused only while they are unchanged. Every subclass declares its own."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not declare its constructor arguments"
+        )
+
     def __getstate__(self):
-        """Pickling (e.g. to send a model to Dask workers) leaves out the library's caches:
-        compiled functions do not pickle, and the receiving process compiles its own."""
+        """Pickling (e.g. to send a model to Dask workers) leaves out the library's caches
+        (``model_cache``): compiled functions do not pickle, and the receiving process compiles
+        its own."""
         state = dict(self.__dict__)
         state.pop("_cache", None)
         return state
@@ -56,21 +68,38 @@ class LatentVariableModel(tf.Module):
         or (x, z) with ``return_latents=True``: each z is then an exact draw from p(z | x), which
         is what reverse AIS (``bdmc``) needs on models without an exact posterior."""
         seed = as_seed(seed)
-        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2, alg=sampling.RNG_ALG))
+        z_seed, x_seed = tf.unstack(
+            tf.random.experimental.stateless_split(seed, 2, alg=sampling.RNG_ALG)
+        )
         z = sampling.sample(self.prior, [num_points], z_seed)
         x = sampling.sample(self.likelihood(z), [], x_seed)
         return (x, z) if return_latents else x
 
     def check_data(self, x):
         """Return x as a [N, D] tensor of the model's dtype, or raise ValueError naming the problem."""
+        if (
+            isinstance(x, tf.Tensor)
+            and x.dtype == self.dtype
+            and x.shape.rank == 2
+            and x.shape[1] == self.data_dim
+            and x.shape[0]
+            and bool(tf.reduce_all(tf.math.is_finite(x)))
+        ):
+            return x  # already checked-shape data: one cheap op, no copy through NumPy
         try:
             arr = np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float64)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"x must be a numeric array of shape [N, {self.data_dim}]: {err}") from None
+            raise ValueError(
+                f"x must be a numeric array of shape [N, {self.data_dim}]: {err}"
+            ) from None
         if arr.ndim != 2:
-            raise ValueError(f"x must have shape [N, D] = [N, {self.data_dim}]; got shape {arr.shape}")
+            raise ValueError(
+                f"x must have shape [N, D] = [N, {self.data_dim}]; got shape {arr.shape}"
+            )
         if arr.shape[1] != self.data_dim:
-            raise ValueError(f"x has D = {arr.shape[1]} columns but the model expects D = {self.data_dim}")
+            raise ValueError(
+                f"x has D = {arr.shape[1]} columns but the model expects D = {self.data_dim}"
+            )
         if arr.shape[0] == 0:
             raise ValueError("x is empty: it needs at least one data point (row)")
         bad = ~np.isfinite(arr)
@@ -79,7 +108,9 @@ class LatentVariableModel(tf.Module):
             raise ValueError(f"x contains NaN or inf in {len(rows)} row(s), first at row {rows[0]}")
         x = tf.constant(arr, dtype=self.dtype)
         if not np.all(np.isfinite(x.numpy())):
-            raise ValueError(f"x has values too large for {self.dtype.name} (max |x| = {np.abs(arr).max():.3g})")
+            raise ValueError(
+                f"x has values too large for {self.dtype.name} (max |x| = {np.abs(arr).max():.3g})"
+            )
         return x
 
 
@@ -98,5 +129,7 @@ def as_seed(seed):
         return tf.constant([0, int(seed)], tf.int64)
     seed = tf.convert_to_tensor(seed)
     if seed.shape != (2,):
-        raise ValueError(f"seed must be an int or a shape-[2] integer array; got shape {seed.shape}")
+        raise ValueError(
+            f"seed must be an int or a shape-[2] integer array; got shape {seed.shape}"
+        )
     return tf.cast(seed, tf.int64)

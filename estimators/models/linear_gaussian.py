@@ -1,9 +1,10 @@
 """The linear-Gaussian model (probabilistic PCA): an infinite mixture with a linear decoder.
 
-    p(z) = N(0, I_d),   p(x | z) = N(x; W z + b, sigma^2 I_D)
-    p(x) = N(x; b, W W^T + sigma^2 I)
-    p(z | x) = N(z; S W^T (x - b) / sigma^2, S),   S = (I + W^T W / sigma^2)^{-1}
+p(z) = N(0, I_d),   p(x | z) = N(x; W z + b, sigma^2 I_D)
+p(x) = N(x; b, W W^T + sigma^2 I)
+p(z | x) = N(z; S W^T (x - b) / sigma^2, S),   S = (I + W^T W / sigma^2)^{-1}
 """
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -14,6 +15,11 @@ tfd = tfp.distributions
 
 
 class LinearGaussian(LatentVariableModel):
+    """Probabilistic PCA: z ~ N(0, I_d), x | z ~ N(W z + b, sigma^2 I_D); exact p(x) and p(z | x).
+
+    W: [D, d], b: [D], sigma > 0 (a scalar). The closed forms are computed once, in float64.
+    """
+
     def __init__(self, W, b, sigma, dtype=tf.float32, name=None):
         super().__init__(name=name)
         self.dtype = tf.as_dtype(dtype)
@@ -32,6 +38,9 @@ class LinearGaussian(LatentVariableModel):
         self._marginal_scale_tril = tf.constant(np.linalg.cholesky(cov_x), self.dtype)
         self._post_cov_tril = tf.constant(np.linalg.cholesky(post_cov), self.dtype)
         self._post_gain = tf.constant(post_cov @ W.T / float(sigma) ** 2, self.dtype)  # [d, D]
+
+    def constructor_arguments(self):
+        return {"W": self.W, "b": self.b, "sigma": self.sigma, "dtype": self.dtype}
 
     @property
     def prior(self):

@@ -1,0 +1,83 @@
+"""Speed of AIS on a trained decoder, and its evaluation rate against naive MC's.
+
+The digits VAEs shipped with the package (decoder z(8) -> 64 pixels; Gaussian and Bernoulli) are
+fixed files, so the benchmark's model does not move with the code. 32 test points, K = 16 chains,
+L = 10 leapfrog steps, at two budgets (T = 50 and T = 500 temperatures). Compilation happens in
+``setup`` (one compiled function serves both T). ``track_evaluation_rate_ratio`` is the ratio of
+naive MC's rate of log p(x|z) evaluations to AIS's (each AIS evaluation includes the gradient, ~3
+forward passes): lower is better, and about 3-4 means AIS runs near the same fraction of the
+machine's peak as naive MC.
+"""
+
+import time
+
+from estimators import methods as registry
+
+MODELS = ("digits-gaussian-d8", "digits-bernoulli-d8")
+SPECS = ("ais:steps=50", "ais:steps=500")
+CHAINS = 16
+NAIVE_SAMPLES = 2**14
+NUM_POINTS = 32
+
+_cache = {}
+
+
+def _model_and_data(name):
+    if name not in _cache:
+        from estimators import load_data, load_model
+
+        _cache[name] = (load_model(name), load_data(name, "test")[:NUM_POINTS])
+    return _cache[name]
+
+
+class TimeAIS:
+    """Seconds per compiled ``estimate(model, x, "ais:steps=T", K=16)`` call (x: 32 points)."""
+
+    params = (list(MODELS), list(SPECS))
+    param_names = ("model", "method")
+    number = 1
+    repeat = (2, 4, 10.0)
+    rounds = 1
+    warmup_time = 0.0
+    timeout = 600
+
+    def setup(self, model, method):
+        from estimators import estimate
+
+        self.model, self.x = _model_and_data(model)
+        estimate(self.model, self.x, method, CHAINS, seed=0, steps=2)
+
+    def time_ais(self, model, method):
+        from estimators import estimate
+
+        estimate(self.model, self.x, method, CHAINS, seed=0).numpy()
+
+
+def _rate(model, x, method, num_samples):
+    """Evaluations of log p(x|z) per second, over all points (best of 3 warm calls)."""
+    from estimators import estimate
+
+    estimate(model, x, method, num_samples, seed=0).numpy()
+    best = min(
+        _timed(lambda: estimate(model, x, method, num_samples, seed=1).numpy()) for _ in range(3)
+    )
+    return registry.parse(method).evaluations(num_samples) * x.shape[0] / best
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+class TrackEvaluationRate:
+    """naive MC's evaluation rate / AIS's (with gradients), on the same decoder, in one process."""
+
+    params = (list(MODELS),)
+    param_names = ("model",)
+    timeout = 600
+    unit = "ratio"
+
+    def track_evaluation_rate_ratio(self, model):
+        model, x = _model_and_data(model)
+        return _rate(model, x, "naive_mc", NAIVE_SAMPLES) / _rate(model, x, SPECS[1], CHAINS)
