@@ -2,7 +2,7 @@
 
     estimators run [--preset default] [--quick] [--models a,b] [--methods m1,m2]
                    [--num-samples 1,4,16] [--repeats R] [--seed S] [--out reports/NAME] [--quiet]
-                   [--verbose]
+                   [--verbose] [--workers N | --scheduler tcp://HOST:PORT]
     estimators report RESULTS_DIR
     estimators compare OLD_DIR NEW_DIR [--metric rmse] [--threshold 1.5] [--alpha 0.01]
                        [--format table|markdown|csv|json] [--fail-on-regression]
@@ -17,7 +17,9 @@ stderr and 2; unreadable or mismatched results, one line and 1; a failure inside
 its traceback and 1.
 """
 
+import importlib.util
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import typer
@@ -26,6 +28,7 @@ from rich.table import Table
 
 from estimators import methods as registry
 from estimators import presets
+from estimators.distributed import ClusterError
 from estimators.environment import device_line, environment_info, quiet_tensorflow
 from estimators.manifests import available_models, manifest
 from estimators.results import ResultsError, load_results
@@ -106,6 +109,14 @@ def run(
         None, "--xla/--no-xla", help="XLA or graph mode [default: XLA on GPU, graph on CPU]"
     ),
     verbose: bool = typer.Option(False, help="show TensorFlow's native start-up logging"),
+    workers: int | None = typer.Option(
+        None,
+        help="run the cells on a local Dask cluster of N worker processes "
+        "[default: in this process]",
+    ),
+    scheduler: str | None = typer.Option(
+        None, help="run the cells on an existing Dask cluster, e.g. tcp://HOST:8786"
+    ),
 ):
     """Sweep a preset's models x methods x M, then write the report. Rerun to resume; a rerun
     with fewer models, methods or M keeps the folder's other finished cells in its report."""
@@ -120,6 +131,13 @@ def run(
             registry.parse(method)
         except ValueError as err:
             _fail(str(err), USAGE_ERROR)
+    if workers is not None and workers < 1:
+        _fail(f"--workers must be at least 1; got {workers}", USAGE_ERROR)
+    if workers is not None and scheduler is not None:
+        _fail(
+            "give --workers (a local cluster) or --scheduler (an existing one), not both",
+            USAGE_ERROR,
+        )
     out = out or Path("reports") / (f"{preset}-quick" if quick else preset)
     started = time.perf_counter()
     quiet_tensorflow(verbose)
@@ -136,9 +154,14 @@ def run(
     from estimators.report import write_report
     from estimators.sweep import resolve_jit_compile, sweep
 
-    jit_compile = resolve_jit_compile("auto" if xla is None else xla)
-    console.print(device_line(environment_info(xla=jit_compile)), highlight=False)
+    cluster = ExitStack()  # closed (a local cluster shut down) however the run ends
     try:
+        client = _start_cluster(cluster, workers, scheduler)
+        if client is None:
+            jit_compile = resolve_jit_compile("auto" if xla is None else xla)
+            console.print(device_line(environment_info(xla=jit_compile)), highlight=False)
+        else:  # "auto": the workers' devices decide (sweep), not this machine's
+            jit_compile = "auto" if xla is None else xla
         df = sweep(
             chosen.models,
             chosen.methods,
@@ -152,6 +175,7 @@ def run(
             min_chunk=chosen.min_chunk,
             metadata={"preset": preset, "quick": quick},
             latents=chosen.latents,
+            client=client,
         )
     except ResultsError as err:
         _fail(str(err), RESULTS_ERROR)
@@ -163,9 +187,37 @@ def run(
             "resume",
             130,
         )
+    except ClusterError as err:
+        _fail(f"{err}; finished cells are saved in {out}/cells", RESULTS_ERROR)
+    finally:
+        cluster.close()
     summary = _write_report(df, out, write_report)
     _print_findings(summary)
     console.print(f"report: {out / 'report.html'}  ({time.perf_counter() - started:.1f} s in all)")
+
+
+def _start_cluster(stack, workers, scheduler):
+    """The Dask client of --workers N (a local cluster) or --scheduler ADDRESS, entered into
+    ``stack``; None without either (the sweep runs in this process). Prints the dashboard."""
+    from estimators.distributed import cluster_client, describe_cluster
+
+    try:
+        client = stack.enter_context(cluster_client(workers, scheduler))
+    except (ClusterError, ValueError) as err:
+        _fail(str(err), USAGE_ERROR)
+    if client is not None:
+        info = describe_cluster(client)
+        dashboard = info["dashboard"] or "none"
+        if workers is not None and importlib.util.find_spec("bokeh") is None:
+            dashboard += " (it needs bokeh: pip install bokeh)"
+        console.print(
+            f"Dask cluster {info['scheduler']}: {info['workers']} workers, "
+            f"{info['threads']} threads on {len(info['hosts'])} host(s); dashboard: "
+            f"{dashboard}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return client
 
 
 @app.command()
@@ -203,6 +255,7 @@ def compare(
     (model, method) pairs whose metric got worse beyond the threshold and beyond noise."""
     from estimators.comparison import METRICS, render
     from estimators.comparison import compare as compare_runs
+    from estimators.summary import timing_mismatch
 
     if metric not in METRICS:
         _fail(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}", USAGE_ERROR)
@@ -217,6 +270,9 @@ def compare(
             USAGE_ERROR,
         )
     old, new = _load(old_dir), _load(new_dir)
+    mismatch = timing_mismatch(old.attrs, new.attrs)
+    if mismatch:  # on stderr: stdout stays the table (or the markdown, csv, json asked for)
+        errors.print(f"warning: {mismatch}", highlight=False, soft_wrap=True)
     try:
         result = compare_runs(old, new, metric, threshold=threshold, alpha=alpha, atol=atol)
     except ResultsError as err:

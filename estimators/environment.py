@@ -34,6 +34,8 @@ RECORDED_ENV_VARS = (
     "CUDA_VISIBLE_DEVICES",
     "OMP_NUM_THREADS",
     "OPENBLAS_CORETYPE",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
 )
 # TensorFlow's native (C++) log threshold: 0 all, 1 no INFO, 2 no WARNING, 3 no ERROR. On a
 # machine without a GPU, TensorFlow logs "failed call to cuInit" as an ERROR at start-up.

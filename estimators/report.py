@@ -46,6 +46,7 @@ from estimators.summary import (  # noqa: E402
     flag_estimates,
     khat_threshold,
     summarize,
+    timing_note,
     verdicts,
 )
 from estimators.tables import format_value, markdown_table  # noqa: E402
@@ -445,6 +446,22 @@ def _run_facts(attrs):
         ("git commit", env.get("git_commit") or "—"),
         ("created", env.get("created", "—")),
     ]
+    cluster = attrs.get("cluster")
+    if cluster:
+        hosts = cluster.get("hosts", {})
+        per_host = ", ".join(f"{host}: {info['workers']}" for host, info in list(hosts.items())[:4])
+        facts.append(
+            (
+                "cluster",
+                f"{cluster.get('workers', '?')} Dask workers, "
+                f"{cluster.get('threads', '?')} threads, on {len(hosts)} host(s) "
+                f"({per_host}{', ...' if len(hosts) > 4 else ''}); scheduler "
+                f"{cluster.get('scheduler', '?')}",
+            )
+        )
+    note = timing_note(attrs)
+    if note:
+        facts.append(("timing", note))
     if run:
         kept = (
             f", {run['kept_cells']} kept from earlier runs into this folder"
@@ -742,9 +759,10 @@ def render_markdown(
     for name, caption in figures.items():
         parts += [f"![{name}]({name})", "", f"*{caption}*", ""]
     parts += _diagnostic_markdown(diagnostics)
+    parts += ["## Summary (one row per model × method × M)", ""]
+    if timing_note(attrs):
+        parts += [f"> **Timing:** {timing_note(attrs)}", ""]
     parts += [
-        "## Summary (one row per model × method × M)",
-        "",
         markdown_table(_display_table(summary)),
         "",
         "## Run and environment",
@@ -805,8 +823,10 @@ def render_html(
             f"<figcaption>{esc(caption)}</figcaption></figure>"
         )
     body += _diagnostic_html(diagnostics, folder)
+    body += ["<h2>Summary (one row per model × method × M)</h2>"]
+    if timing_note(attrs):
+        body.append(f"<p><b>Timing:</b> {esc(timing_note(attrs))}</p>")
     body += [
-        "<h2>Summary (one row per model × method × M)</h2>",
         _html_table(_display_table(summary)),
         "<h2>Run and environment</h2><ul>",
     ]

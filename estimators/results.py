@@ -66,6 +66,17 @@ RESULTS_FILE = "results.parquet"
 CELLS_DIR = "cells"
 # The settings every cell of one folder shares (a cell's own settings add model, method, M, chunk).
 RUN_SETTINGS = ("seed", "repeats", "jit_compile", "results_version")
+# A cell's record in ``attrs["compile"]``: how it was compiled and chunked ...
+CELL_RECORD = (
+    "model",
+    "method",
+    "num_samples",
+    "compile_seconds",
+    "chunk_size",
+    "repeats_per_call",
+    "jit_compile",
+)
+CELL_PLACE = ("host", "worker", "host_concurrency")  # ... and where it was timed, when recorded
 
 
 class ResultsError(Exception):
@@ -277,21 +288,18 @@ def _merged_attrs(attrs, order, merged, frames):
     for frame in frames:
         record = frame.attrs
         fingerprints[_cell_id(record)] = record.get("fingerprint")
-        compile_records.append(
-            {
-                k: record.get(k)
-                for k in (
-                    "model",
-                    "method",
-                    "num_samples",
-                    "compile_seconds",
-                    "chunk_size",
-                    "repeats_per_call",
-                )
-            }
-        )
+        compile_records.append(cell_record(record))
     attrs.setdefault("run", {})["kept_cells"] = len(frames)
     return attrs
+
+
+def cell_record(record: dict) -> dict:
+    """A cell file's record as ``attrs["compile"]`` keeps it: ``CELL_RECORD`` (None where
+    missing) and those of ``CELL_PLACE`` it has (host; on a cluster worker, host_concurrency)."""
+    return {
+        **{k: record.get(k) for k in CELL_RECORD},
+        **{k: record[k] for k in CELL_PLACE if k in record},
+    }
 
 
 def save_results(df: pd.DataFrame, location: str | Path) -> Path:

@@ -502,3 +502,67 @@ def format_seconds(seconds):
         if seconds >= scale:
             return f"{seconds / scale:.3g} {unit}"
     return f"{seconds / 1e-9:.3g} ns"
+
+
+# --------------------------------------------------------------------------- timing conditions
+
+
+def timing_conditions(attrs):
+    """How a run's seconds were measured, from its per-cell records (``attrs["compile"]``):
+    {"concurrency": the most cells one host ran at once (1: one at a time, as in-process),
+    "shared": cells timed while their host ran others, "cells": cells, "hosts": sorted host
+    names}. Records without these fields (older runs) count as in-process."""
+    records = attrs.get("compile") or []
+    concurrency = [int(r.get("host_concurrency") or 1) for r in records]
+    return {
+        "concurrency": max(concurrency, default=1),
+        "shared": sum(c > 1 for c in concurrency),
+        "cells": len(records),
+        "hosts": sorted({r["host"] for r in records if r.get("host")}),
+    }
+
+
+def timing_note(attrs):
+    """A sentence for the report when its seconds are not those of a sequential run on one
+    machine (cells shared a host's cores, or several hosts timed them); else None."""
+    conditions = timing_conditions(attrs)
+    notes = []
+    if conditions["concurrency"] > 1:
+        notes.append(
+            f"{conditions['shared']} of {conditions['cells']} cells were timed while "
+            f"their host ran up to {conditions['concurrency']} cells at once (Dask "
+            "workers sharing its cores and memory bandwidth): their seconds are not "
+            "comparable with a sequential run"
+        )
+    hosts = conditions["hosts"]
+    if len(hosts) > 1:
+        shown = ", ".join(hosts[:4]) + (", ..." if len(hosts) > 4 else "")
+        notes.append(
+            f"cells were timed on {len(hosts)} hosts ({shown}): seconds of different "
+            "cells compare only as far as the hosts are alike"
+        )
+    if not notes:
+        return None
+    text = "; ".join(notes)
+    return text[0].upper() + text[1:] + "."
+
+
+def timing_mismatch(old_attrs, new_attrs):
+    """A warning when two runs' seconds were measured under different conditions (cells run
+    one at a time vs concurrently on a host, or one host vs several); else None."""
+    old, new = timing_conditions(old_attrs), timing_conditions(new_attrs)
+
+    def describe(c):
+        text = (
+            "one cell at a time"
+            if c["concurrency"] == 1
+            else f"up to {c['concurrency']} cells at once per host"
+        )
+        return text + (f" on {len(c['hosts'])} hosts" if len(c["hosts"]) > 1 else "")
+
+    if (old["concurrency"], len(old["hosts"]) > 1) == (new["concurrency"], len(new["hosts"]) > 1):
+        return None
+    return (
+        f"seconds are not comparable: the old run timed {describe(old)}, the new run "
+        f"{describe(new)}"
+    )

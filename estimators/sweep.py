@@ -32,11 +32,17 @@ raises ``ResultsError`` naming the difference; nothing is overwritten. The folde
 all its cells: finished cells of earlier runs outside this run's selection (other models,
 methods or M) stay in ``results.parquet`` (``results.merge_folder_cells``). A model that cannot
 be fingerprinted (``estimators.fingerprint``) cannot be saved for resuming: ``out=`` refuses it.
+
+On a cluster. With ``client=`` (a ``dask.distributed.Client``) every cell is a task on the
+cluster's workers (``estimators.distributed``), which run the same ``_compute_cell`` as an
+in-process sweep; this process still writes each finished cell and the truths as they arrive, so
+the table, the files and resuming are the same as in-process.
 """
 
 import hashlib
 import json
 import re
+import socket
 import time
 import zlib
 from collections.abc import Sequence
@@ -59,6 +65,7 @@ from estimators.results import (
     CELLS_DIR,
     RESULTS_FILE,
     ResultsError,
+    cell_record,
     check_folder_cells,
     merge_folder_cells,
     read_metadata,
@@ -93,6 +100,7 @@ def sweep(
     max_chunk: int = 256,
     metadata: dict | None = None,
     latents: dict | None = None,
+    client=None,
 ) -> pd.DataFrame:
     """Run every (model, method, M) cell ``repeats`` times; return the tidy results table.
 
@@ -107,14 +115,31 @@ def sweep(
     or "auto" (XLA on GPU; on CPU each method's registry default: graph mode for importance
     sampling, XLA for AIS/BDMC/SMC; see ``resolve_jit_compile``). ``out``: folder for incremental, resumable results (see module
     docstring); the final table is also saved as ``out/results.parquet``. ``metadata``: extra
-    JSON-able entries for ``df.attrs["config"]`` (e.g. the preset's name).
+    JSON-able entries for ``df.attrs["config"]`` (e.g. the preset's name). ``client``: a
+    ``dask.distributed.Client``: run each cell as a task on its cluster (models must pickle;
+    "auto" then means XLA when every worker has a GPU, else each method's CPU default); None: in
+    this process.
 
     The returned frame's ``attrs`` hold "config", "environment", "compile" (one record per
-    cell: compile_seconds, chunk_size, repeats_per_call) and "run" (wall time, cells computed,
-    cells loaded from ``out``, and cells kept from earlier runs into ``out``, which the table
-    then also holds).
+    cell: compile_seconds, chunk_size, repeats_per_call, jit_compile, the host that timed it
+    and, on a cluster, its worker and host_concurrency: the cells its host ran at once), "run"
+    (wall time, cells computed, cells loaded from ``out``, and cells kept from earlier runs into
+    ``out``, which the table then also holds), "skipped" and "cluster" (None in-process; else
+    workers, threads and hosts, see ``distributed.describe_cluster``, and the workers'
+    environments).
     """
     specs, budgets, repeats = _check_arguments(models, methods, num_samples, repeats, data)
+    cluster = None
+    if client is not None:
+        from estimators import distributed
+
+        cluster = {
+            **distributed.describe_cluster(client),
+            "worker_environments": distributed.probe_workers(client),
+        }
+        if jit_compile == "auto":  # the workers' devices decide, not this machine's
+            gpus = all(e["device"] == "GPU" for e in cluster["worker_environments"])
+            jit_compile = True if gpus else PER_METHOD
     jit_compile = resolve_jit_compile(jit_compile)
     out = None if out is None else Path(out)
     truths_dir = None if out is None else out / TRUTHS_DIR
@@ -171,14 +196,19 @@ def sweep(
     frames, compile_records, warmed, loaded = [], [], set(), 0
     started = time.perf_counter()
     with ProgressBar(sum(map(_work, cells)), "sweep", enabled=progress) as bar:
+        on_cluster = {} if client is None else _run_on_cluster(client, cells, out, bar)
         for i, cell in enumerate(cells):
+            if cell.cell_id in on_cluster:  # computed, saved and counted by _run_on_cluster
+                frame, record = on_cluster[cell.cell_id]
+                frames.append(frame)
+                compile_records.append(record)
+                continue
             bar.describe(f"[{i + 1}/{len(cells)}] {cell.cell_id}")
             frame, record = _load_cell(out, cell) if out is not None else (None, None)
             loaded += frame is not None
             if frame is None:
                 frame, record = _compute_cell(cell, warmed)
-                if out is not None:
-                    write_table(frame, out / CELLS_DIR / cell.filename, record)
+                _save_cell(out, cell, frame, record)
             frames.append(frame)
             compile_records.append(record)
             bar.advance(_work(cell))
@@ -198,27 +228,14 @@ def sweep(
             metadata,
         ),
         "environment": environment_info(xla=jit_compile),
-        "compile": [
-            {
-                k: r.get(k)
-                for k in (
-                    "model",
-                    "method",
-                    "num_samples",
-                    "compile_seconds",
-                    "chunk_size",
-                    "repeats_per_call",
-                    "jit_compile",
-                )
-            }
-            for r in compile_records
-        ],
+        "compile": [cell_record(r) for r in compile_records],
         "run": {
             "wall_seconds": time.perf_counter() - started,
             "loaded_cells": loaded,
             "computed_cells": len(cells) - loaded,
         },
         "skipped": skipped,
+        "cluster": cluster,
     }
     if out is not None:
         df = merge_folder_cells(df, out)  # the folder's cells from earlier runs stay in its results
@@ -366,25 +383,32 @@ class _ModelState:
 
     def truth(self):
         """(log p(x) [N], standard error [N]) from ``reference_log_marginal``, cached on disk."""
-        if self._truth is None:
-            path = None if self.truths_dir is None else self.truths_dir / f"{self.name}.parquet"
-            if path is not None and path.exists():
-                stored = read_table(path)
-                if stored.attrs.get("fingerprint") != self.fingerprint:
-                    raise ResultsError(
-                        f"{path} holds the truth of a different model or data set; "
-                        "use another output folder or delete it"
-                    )
-                self._truth = (stored["truth"].to_numpy(), stored["truth_se"].to_numpy())
-            else:
-                self._truth = reference_log_marginal(self.model, self.x)
-                if path is not None:
-                    write_table(
-                        pd.DataFrame({"truth": self._truth[0], "truth_se": self._truth[1]}),
-                        path,
-                        {"fingerprint": self.fingerprint, "model": self.name},
-                    )
+        if self.stored_truth() is None:
+            self.store_truth(reference_log_marginal(self.model, self.x))
         return self._truth
+
+    def stored_truth(self):
+        """The truth if known (in memory or in ``truths_dir``), else None; computes nothing."""
+        path = None if self.truths_dir is None else self.truths_dir / f"{self.name}.parquet"
+        if self._truth is None and path is not None and path.exists():
+            stored = read_table(path)
+            if stored.attrs.get("fingerprint") != self.fingerprint:
+                raise ResultsError(
+                    f"{path} holds the truth of a different model or data set; "
+                    "use another output folder or delete it"
+                )
+            self._truth = (stored["truth"].to_numpy(), stored["truth_se"].to_numpy())
+        return self._truth
+
+    def store_truth(self, truth):
+        """Keep (log p(x), standard error), computed here or on a worker; write it to disk."""
+        self._truth = tuple(np.asarray(t, np.float64) for t in truth)
+        if self.truths_dir is not None:
+            write_table(
+                pd.DataFrame({"truth": self._truth[0], "truth_se": self._truth[1]}),
+                self.truths_dir / f"{self.name}.parquet",
+                {"fingerprint": self.fingerprint, "model": self.name},
+            )
 
     def prior_proposal(self, seed):
         """prior_is's fixed q(z): moment-matched to the aggregate posterior of the *untiled* data."""
@@ -557,8 +581,37 @@ def _compute_cell(cell, warmed):
         "fingerprint": cell.fingerprint,
         "settings": cell.settings,
         "jit_compile": mode,
+        "host": socket.gethostname(),
     }
     return tidy(pd.concat(rows, ignore_index=True)), record
+
+
+def _save_cell(out, cell, frame, record):
+    """Write a finished cell to ``out/cells`` (atomically); nothing without ``out``."""
+    if out is not None:
+        write_table(frame, out / CELLS_DIR / cell.filename, record)
+
+
+def _run_on_cluster(client, cells, out, bar):
+    """Compute the cells not yet in ``out`` on the cluster (``distributed.run_cells``); save each
+    one and advance the bar as it arrives. Returns {cell_id: (frame, record)} of the cells
+    computed."""
+    from estimators.distributed import run_cells
+
+    missing = [
+        cell for cell in cells if out is None or not (out / CELLS_DIR / cell.filename).exists()
+    ]
+    finished = {}
+
+    def on_cell(cell, frame, record):
+        _save_cell(out, cell, frame, record)
+        finished[cell.cell_id] = frame, record
+        bar.describe(f"[{len(finished)}/{len(missing)} on the cluster] {cell.cell_id}")
+        bar.advance(_work(cell))
+
+    if missing:
+        run_cells(client, missing, lambda state, truth: state.store_truth(truth), on_cell)
+    return finished
 
 
 def _load_cell(out, cell):

@@ -50,6 +50,14 @@ class LatentVariableModel(tf.Module):
             f"{type(self).__name__} does not declare its constructor arguments"
         )
 
+    def __getstate__(self):
+        """Pickling (e.g. to send a model to Dask workers) leaves out the library's caches
+        (``model_cache``): compiled functions do not pickle, and the receiving process compiles
+        its own."""
+        state = dict(self.__dict__)
+        state.pop("_cache", None)
+        return state
+
     @property
     def has_exact_posterior(self):
         return type(self).posterior is not LatentVariableModel.posterior
