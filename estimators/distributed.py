@@ -203,9 +203,9 @@ def describe_cluster(client):
 def probe_workers(client):
     """One task per worker (so that all of them import TensorFlow at once, at the start): the
     distinct worker environments (TensorFlow version, device, thread settings), each with its
-    number of workers and their hosts. ``sweep`` resolves ``jit_compile="auto"`` from these
-    (XLA when every worker has a GPU, else each method's CPU default, ``sweep.PER_METHOD``), not
-    from the calling machine."""
+    number of workers and their hosts. ``sweep`` resolves ``jit_compile="auto"`` from these: XLA
+    when every worker has a GPU, else ``sweep.PER_METHOD`` (the mode measured per model and
+    method, in the calling process)."""
     workers = list(client.scheduler_info(n_workers=-1).get("workers", {}))
     if not workers:
         raise ClusterError(f"the Dask cluster at {client.scheduler.address} has no workers")

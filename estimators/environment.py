@@ -112,7 +112,7 @@ def environment_info(xla: bool | None = None) -> dict:
         "argv": sys.argv,
     }
     if xla is not None:
-        info["xla"] = xla if isinstance(xla, (bool, str)) else bool(xla)  # str: per method
+        info["xla"] = xla if isinstance(xla, (bool, str)) else bool(xla)  # str: per model, method
     return info
 
 
@@ -123,7 +123,7 @@ def device_line(info: dict) -> str:
     else:
         hardware = f"CPU ({info.get('cpu', '?')}, {info.get('cpu_count', '?')} cores)"
     mode = {True: "; XLA", False: "; TensorFlow graph mode (no XLA)"}.get(
-        info.get("xla"), "; XLA or graph mode per method"
+        info.get("xla"), "; XLA or graph mode, the faster per model and method"
     )
     return f"device: {hardware}{mode}"
 

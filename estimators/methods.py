@@ -103,10 +103,11 @@ class Method:
     # Samples (or chains) per chunk of the streaming loop when estimate() is not told: a chunk is
     # computed whole even when M is smaller, so costly per-sample work wants small chunks.
     default_chunk: int = 256
-    # The sweep's compilation mode on CPU (on GPU always XLA): graph mode compiles ~10x faster
-    # and ran importance sampling on the presets' models as fast or faster; XLA ran AIS ~10x
-    # faster than graph mode (many small ops in nested loops).
-    cpu_jit_compile: bool = False
+    # The sweep's compilation mode on CPU (on GPU always XLA). None: the faster of XLA and graph
+    # mode, measured per model (``estimators.compile_mode``): for importance sampling the winner
+    # changes with the model. True for AIS/BDMC/SMC, which ran ~10x faster under XLA everywhere
+    # (many small ops in nested loops).
+    cpu_jit_compile: bool | None = None
     cost: str = "M"  # likelihood evaluations per point, as a formula
     min_samples: int = 1  # the smallest num_samples the method accepts
     # evaluations(num_samples, options) -> evaluations of log p(x|z) (or its gradient) per point

@@ -491,7 +491,48 @@ def _compilation(xla, records):
             label = registry.label(r["method"])
             chosen.setdefault("XLA" if r["jit_compile"] else "graph mode", set()).add(label)
     parts = [f"{mode} for {', '.join(sorted(cells))}" for mode, cells in sorted(chosen.items())]
-    return ("each method's CPU default: " + "; ".join(parts)) if parts else "per method"
+    return ("chosen per model and method: " + "; ".join(parts)) if parts else str(xla)
+
+
+def _compile_mode_table(attrs):
+    """How each (model, method) got its compile mode on CPU (``attrs["compile_modes"]``), with
+    the warm-call seconds in each mode where measured; None when the run fixed one mode."""
+    records = attrs.get("compile_modes") or []
+    if not records:
+        return None
+    table = pd.DataFrame(records).reindex(
+        columns=[
+            "model",
+            "method",
+            "jit_compile",
+            "source",
+            "probe_samples",
+            "xla_seconds",
+            "graph_seconds",
+        ]
+    )
+    return pd.DataFrame(
+        {
+            "model": table["model"],
+            "method": table["method"].map(registry.label),
+            "mode": table["jit_compile"].map({True: "XLA", False: "graph"}),
+            "chosen by": table["source"],
+            "probe M": table["probe_samples"].map(lambda v: "" if pd.isna(v) else f"{int(v)}"),
+            "XLA ms": (1e3 * table["xla_seconds"]).map(lambda v: "" if pd.isna(v) else f"{v:.3g}"),
+            "graph ms": (1e3 * table["graph_seconds"]).map(
+                lambda v: "" if pd.isna(v) else f"{v:.3g}"
+            ),
+        }
+    )
+
+
+COMPILE_MODE_NOTE = (
+    "On CPU neither XLA nor graph mode wins everywhere, so each (model, method) ran in the mode "
+    "whose warm call was faster at the probe M (measured once per machine and remembered; a "
+    "resumed folder keeps its cells' mode; AIS, BDMC and SMC always use XLA). The two modes draw "
+    "different random streams from one seed: pin one with --xla or --no-xla to compare runs "
+    "number by number across machines."
+)
 
 
 def _display_table(summary):
@@ -771,6 +812,10 @@ def render_markdown(
     parts += [f"- {label}: {value}" for label, value in _run_facts(attrs)]
     packages = attrs.get("environment", {}).get("packages", {})
     parts += ["- packages: " + ", ".join(f"{k} {v}" for k, v in packages.items()), ""]
+    modes = _compile_mode_table(attrs)
+    if modes is not None:
+        parts += ["### Compilation mode per model and method", "", COMPILE_MODE_NOTE, ""]
+        parts += [markdown_table(modes), ""]
     return "\n".join(parts)
 
 
@@ -831,8 +876,15 @@ def render_html(
         "<h2>Run and environment</h2><ul>",
     ]
     body += [f"<li>{esc(label)}: {esc(str(value))}</li>" for label, value in _run_facts(attrs)]
+    body.append("</ul>")
+    modes = _compile_mode_table(attrs)
+    if modes is not None:
+        body += [
+            "<h3>Compilation mode per model and method</h3>",
+            f"<p>{esc(COMPILE_MODE_NOTE)}</p>",
+            _html_table(modes),
+        ]
     body += [
-        "</ul>",
         "<details><summary>full environment (JSON)</summary><pre>",
         esc(json.dumps(attrs.get("environment", {}), indent=2)),
         "</pre></details>",

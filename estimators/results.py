@@ -66,6 +66,9 @@ RESULTS_FILE = "results.parquet"
 CELLS_DIR = "cells"
 # The settings every cell of one folder shares (a cell's own settings add model, method, M, chunk).
 RUN_SETTINGS = ("seed", "repeats", "jit_compile", "results_version")
+# A run's jit_compile when the sweep chose XLA or graph mode per (model, method): its cells
+# record the chosen mode (a bool), and may differ from pair to pair.
+PER_MODEL_AND_METHOD = "per model and method"
 # A cell's record in ``attrs["compile"]``: how it was compiled and chunked ...
 CELL_RECORD = (
     "model",
@@ -234,7 +237,17 @@ def _cell_id(record):
 
 def _check_run_settings(path, record, config):
     settings = record.get("settings", {})
-    differ = [k for k in RUN_SETTINGS if k in config and settings.get(k) != config[k]]
+    differ = [
+        k
+        for k in RUN_SETTINGS
+        if k in config
+        and settings.get(k) != config[k]
+        and not (
+            k == "jit_compile"
+            and config[k] == PER_MODEL_AND_METHOD
+            and isinstance(settings.get(k), bool)
+        )
+    ]
     if differ:
         detail = ", ".join(f"{k} = {settings.get(k)!r} (the run: {config[k]!r})" for k in differ)
         raise ResultsError(

@@ -63,6 +63,7 @@ from estimators.progress import ProgressBar
 from estimators.reference import reference_log_marginal
 from estimators.results import (
     CELLS_DIR,
+    PER_MODEL_AND_METHOD,
     RESULTS_FILE,
     ResultsError,
     cell_record,
@@ -112,13 +113,13 @@ def sweep(
     and M values below a method's minimum (psis: 21), are skipped and listed in
     ``df.attrs["skipped"]`` with the reason.
     ``jit_compile``: True (XLA), False (graph)
-    or "auto" (XLA on GPU; on CPU each method's registry default: graph mode for importance
-    sampling, XLA for AIS/BDMC/SMC; see ``resolve_jit_compile``). ``out``: folder for incremental, resumable results (see module
+    or "auto" (XLA on GPU; on CPU the faster mode per (model, method), measured once and
+    remembered: see ``_choose_compile_modes``). ``out``: folder for incremental, resumable results (see module
     docstring); the final table is also saved as ``out/results.parquet``. ``metadata``: extra
     JSON-able entries for ``df.attrs["config"]`` (e.g. the preset's name). ``client``: a
     ``dask.distributed.Client``: run each cell as a task on its cluster (models must pickle;
-    "auto" then means XLA when every worker has a GPU, else each method's CPU default); None: in
-    this process.
+    "auto" then means XLA when every worker has a GPU, else the mode measured per (model,
+    method) in this process); None: in this process.
 
     The returned frame's ``attrs`` hold "config", "environment", "compile" (one record per
     cell: compile_seconds, chunk_size, repeats_per_call, jit_compile, the host that timed it
@@ -126,7 +127,8 @@ def sweep(
     (wall time, cells computed, cells loaded from ``out``, and cells kept from earlier runs into
     ``out``, which the table then also holds), "skipped" and "cluster" (None in-process; else
     workers, threads and hosts, see ``distributed.describe_cluster``, and the workers'
-    environments).
+    environments) and "compile_modes" (with "auto" on CPU: per (model, method) the mode, how it
+    was chosen and, when measured, the seconds of a warm call in each mode).
     """
     specs, budgets, repeats = _check_arguments(models, methods, num_samples, repeats, data)
     cluster = None
@@ -190,8 +192,9 @@ def sweep(
         )
     methods = [spec.canonical for spec in specs]
     num_samples = sorted({M for values in budgets.values() for M in values})
+    compile_modes = _choose_compile_modes(cells, out) if jit_compile == PER_METHOD else []
     if out is not None:
-        _check_existing_results(out, cells)
+        _check_existing_results(out, cells, jit_compile)
 
     frames, compile_records, warmed, loaded = [], [], set(), 0
     started = time.perf_counter()
@@ -236,6 +239,7 @@ def sweep(
         },
         "skipped": skipped,
         "cluster": cluster,
+        "compile_modes": compile_modes,
     }
     if out is not None:
         df = merge_folder_cells(df, out)  # the folder's cells from earlier runs stay in its results
@@ -280,16 +284,14 @@ def _check_arguments(models, methods, num_samples, repeats, data):
     return specs, budgets, int(repeats)
 
 
-PER_METHOD = "per method"  # each method's own CPU default (``Method.cpu_jit_compile``)
+PER_METHOD = PER_MODEL_AND_METHOD  # "auto" on CPU: see ``_choose_compile_modes``
 
 
 def resolve_jit_compile(jit_compile):
     """True/False as given; "auto" -> XLA when a GPU is visible, else ``PER_METHOD``: on CPU the
-    faster mode depends on the method (graph mode compiled ~10x faster and ran importance
-    sampling on the presets' models as fast or faster; XLA ran AIS ~10x faster than graph mode),
-    so each method declares its CPU mode in the registry. The choice is fixed, not timed per run,
-    so the same seed gives the same numbers (XLA and graph mode draw different streams). The mode
-    of every cell is recorded in ``df.attrs["compile"]``."""
+    faster mode depends on the model and the method, so the sweep chooses it per (model, method)
+    (``_choose_compile_modes``, ``estimators.compile_mode``). The mode of every cell is recorded
+    in ``df.attrs["compile"]``, and how each was chosen in ``df.attrs["compile_modes"]``."""
     if jit_compile == "auto":
         return True if tf.config.list_physical_devices("GPU") else PER_METHOD
     if jit_compile == PER_METHOD:
@@ -319,7 +321,81 @@ def _run_config(
     return config
 
 
-def _check_existing_results(out, cells):
+def _choose_compile_modes(cells, out):
+    """Set each cell's ``jit_compile`` to XLA or graph mode, per (model, method), on CPU.
+
+    In order: the registry's fixed mode (AIS, BDMC, SMC: XLA); the mode of the pair's cells
+    already in ``out`` (a resumed folder keeps its numbers); the choice remembered for this model,
+    data, method, shapes and machine; else ``compile_mode.measure`` at M = min(largest M,
+    ``PROBE_SAMPLES``) with that cell's chunk and rows, remembered for next time. Returns one
+    record per pair: model, method, jit_compile, source, and the timings when measured."""
+    from estimators import compile_mode
+
+    pairs = {}
+    for cell in cells:
+        pairs.setdefault((cell.state.name, cell.method), []).append(cell)
+    path = compile_mode.choices_path()
+    records = []
+    for (model, method), pair in pairs.items():
+        first = pair[0]
+        record = {"model": model, "method": method}
+        stored = _stored_mode(out, pair)
+        if first.spec.method.cpu_jit_compile is not None:
+            record.update(jit_compile=bool(first.spec.method.cpu_jit_compile), source="registry")
+        elif stored is not None:
+            record.update(jit_compile=stored, source="results folder")
+        else:
+            probe_m = min(max(c.num_samples for c in pair), compile_mode.PROBE_SAMPLES)
+            probe = _Cell(
+                first.state,
+                first.spec,
+                probe_m,
+                first.repeats,
+                first.seed,
+                PER_METHOD,
+                first.min_chunk,
+                first.max_chunk,
+            )
+            key = json.dumps(
+                [
+                    first.state.fingerprint,
+                    method,
+                    probe_m,
+                    probe.chunk_size,
+                    probe.repeats_per_call,
+                    compile_mode.machine(),
+                ]
+            )
+            remembered = compile_mode.load_choices(path).get(key)
+            if first.state.fingerprint is not None and remembered is not None:
+                record.update(remembered, source="remembered")
+            else:
+                timings = compile_mode.measure(
+                    lambda mode, probe=probe: _estimate_cell(probe, probe.num_samples, 0, mode)
+                )
+                record.update(probe_samples=probe_m, **timings, source="measured")
+                if first.state.fingerprint is not None:  # else nothing identifies it next time
+                    compile_mode.remember_choice(
+                        path, key, {k: v for k, v in record.items() if k != "source"}
+                    )
+        for cell in pair:
+            cell.jit_compile = record["jit_compile"]
+        records.append(record)
+    return records
+
+
+def _stored_mode(out, cells):
+    """The compile mode (a bool) of the first of ``cells`` already saved in ``out``, else None."""
+    for cell in cells if out is not None else ():
+        path = out / CELLS_DIR / cell.filename
+        if path.exists():
+            mode = read_metadata(path).get("settings", {}).get("jit_compile")
+            if isinstance(mode, bool):
+                return mode
+    return None
+
+
+def _check_existing_results(out, cells, jit_compile):
     """Before computing anything, refuse a folder whose results.parquet or cell files came from a
     different configuration (or are unreadable): nothing is ever silently overwritten."""
     path = out / RESULTS_FILE
@@ -338,7 +414,8 @@ def _check_existing_results(out, cells):
         cell_path = out / CELLS_DIR / cell.filename
         if cell_path.exists():
             _check_cell_record(cell_path, read_metadata(cell_path), cell)
-    check_folder_cells(out, cells[0].settings, {c.state.name: c.state.fingerprint for c in cells})
+    run_settings = {**cells[0].settings, "jit_compile": jit_compile}  # the run's, not a pair's
+    check_folder_cells(out, run_settings, {c.state.name: c.state.fingerprint for c in cells})
 
 
 def _check_cell_record(path, record, cell):
@@ -493,46 +570,46 @@ class _Cell:
         return tf.unstack(tf.random.experimental.stateless_split(seed, num_calls))
 
 
-def _compute_cell(cell, warmed):
-    """Run a cell: warm up if its compiled shape is new, then time each call of b repeats."""
-    state, b = cell.state, cell.repeats_per_call
-    x, latents = state.tiled(b)
+def _estimate_cell(cell, num_samples, seed, jit_compile):
+    """One call as the cell makes it (its tiled rows, chunk, proposal and compile options):
+    (log p^ [rows] as NumPy, {diagnostic: [rows]}), the work finished."""
+    state = cell.state
+    x, latents = state.tiled(cell.repeats_per_call)
     proposal = state.prior_proposal(cell.seed) if cell.spec.name == "prior_is" else None
-    truth, truth_se = state.truth()
-
     # The options that pick the compiled function besides the shapes (k-hat's running top grows
     # with M): the warm-up uses them too, so it compiles what the timed calls run.
     options = compile_options(cell.method, cell.num_samples, cell.chunk_size)
+    log_p, diag = estimate(
+        state.model,
+        x,
+        cell.method,
+        num_samples,
+        seed=seed,
+        proposal=proposal,
+        chunk_size=cell.chunk_size,
+        jit_compile=jit_compile,
+        return_diagnostics=True,
+        posterior_samples=latents,
+        **options,
+    )
+    nan = np.full(int(x.shape[0]), np.nan)  # materialised: the work is finished
+    diagnostics = {k: np.asarray(diag[k], np.float64) if k in diag else nan for k in DIAGNOSTICS}
+    # A method whose cost is random (smc: its number of stages) counts it per point.
+    diagnostics["evaluations"] = (
+        np.asarray(diag["evaluations"], np.float64)
+        if "evaluations" in diag
+        else np.full(nan.shape, float(cell.spec.evaluations(num_samples)))
+    )
+    return log_p.numpy(), diagnostics
 
-    def call(num_samples, seed, jit_compile):
-        log_p, diag = estimate(
-            state.model,
-            x,
-            cell.method,
-            num_samples,
-            seed=seed,
-            proposal=proposal,
-            chunk_size=cell.chunk_size,
-            jit_compile=jit_compile,
-            return_diagnostics=True,
-            posterior_samples=latents,
-            **options,
-        )
-        nan = np.full(int(x.shape[0]), np.nan)  # materialised: the work is finished
-        diagnostics = {
-            k: np.asarray(diag[k], np.float64) if k in diag else nan for k in DIAGNOSTICS
-        }
-        # A method whose cost is random (smc: its number of stages) counts it per point.
-        diagnostics["evaluations"] = (
-            np.asarray(diag["evaluations"], np.float64)
-            if "evaluations" in diag
-            else np.full(nan.shape, float(cell.spec.evaluations(num_samples)))
-        )
-        return log_p.numpy(), diagnostics
 
-    mode = cell.jit_compile
-    if mode == PER_METHOD:
-        mode = cell.spec.method.cpu_jit_compile
+def _compute_cell(cell, warmed):
+    """Run a cell: warm up if its compiled shape is new, then time each call of b repeats."""
+    state, b = cell.state, cell.repeats_per_call
+    x, _ = state.tiled(b)
+    truth, truth_se = state.truth()
+    options = compile_options(cell.method, cell.num_samples, cell.chunk_size)
+    mode = cell.jit_compile  # a bool: "auto" was resolved per (model, method) by the sweep
     compile_seconds = 0.0
     shape_key = (
         state.name,
@@ -545,14 +622,14 @@ def _compute_cell(cell, warmed):
     if shape_key not in warmed:
         start = time.perf_counter()
         # One chunk (at least the method's minimum M): compiles the function this cell uses.
-        call(max(cell.chunk_size, cell.spec.method.min_samples), 0, mode)
+        _estimate_cell(cell, max(cell.chunk_size, cell.spec.method.min_samples), 0, mode)
         compile_seconds = time.perf_counter() - start
         warmed.add(shape_key)
 
     rows = []
     for call_index, seed in enumerate(cell.stream_seeds()):
         start = time.perf_counter()
-        log_p, diagnostics = call(cell.num_samples, seed, mode)
+        log_p, diagnostics = _estimate_cell(cell, cell.num_samples, seed, mode)
         seconds = (time.perf_counter() - start) / b
         n = state.num_points
         rows.append(

@@ -298,9 +298,9 @@ def test_timing_notes_from_cell_records():
     assert timing_mismatch(shared, shared) is None
 
 
-def test_workers_use_each_methods_compile_mode(client):
-    """On CPU workers, "auto" is each method's CPU default, as in-process: graph mode for
-    importance sampling, XLA for AIS (the cells' records say which ran)."""
+def test_workers_use_the_compile_mode_chosen_per_model_and_method(client):
+    """On CPU workers, "auto" is what the calling process chose per (model, method): XLA for AIS
+    (the registry), the measured faster mode for naive MC; the cells' records say which ran."""
     from estimators import methods as registry
 
     model = LinearGaussian([[1.0, 0.5], [0.2, -0.3]], [0.0, 0.1], 0.8)
@@ -308,9 +308,9 @@ def test_workers_use_each_methods_compile_mode(client):
     specs = ["naive_mc", "ais:steps=3"]
     df = sweep({"modes": model}, specs, [2], 2, {"modes": x}, client=client, progress=False)
     assert df.attrs["config"]["jit_compile"] == sweep_module.PER_METHOD
+    chosen = {r["method"]: r for r in df.attrs["compile_modes"]}
+    ais = registry.parse("ais:steps=3").canonical
+    assert chosen[ais]["source"] == "registry" and chosen[ais]["jit_compile"] is True
+    assert chosen["naive_mc"]["source"] in ("measured", "remembered")
     modes = {r["method"]: r["jit_compile"] for r in df.attrs["compile"]}
-    assert modes == {
-        registry.parse(s).canonical: registry.parse(s).method.cpu_jit_compile for s in specs
-    }
-    assert modes[registry.parse("ais:steps=3").canonical] is True
-    assert modes["naive_mc"] is False
+    assert modes == {method: r["jit_compile"] for method, r in chosen.items()}

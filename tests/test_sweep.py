@@ -260,3 +260,82 @@ def test_a_model_that_cannot_be_fingerprinted_is_not_saved_for_resuming(tmp_path
         sweep({"f": model}, ["naive_mc"], [4], 2, data, out=tmp_path, progress=False)
     df = sweep({"f": model}, ["naive_mc"], [4], 2, data, progress=False)  # nothing saved: fine
     assert len(df) == 2 * 4
+
+
+def test_measure_picks_the_faster_mode():
+    import time
+
+    from estimators import compile_mode
+
+    def call(jit_compile):  # XLA 10x slower here
+        time.sleep(0.01 if jit_compile else 0.001)
+
+    timings = compile_mode.measure(call)
+    assert timings["jit_compile"] is False
+    assert timings["xla_seconds"] > 5 * timings["graph_seconds"]
+
+
+def test_auto_chooses_per_model_and_method_remembers_and_resumes(tmp_path, monkeypatch):
+    """On CPU, "auto" runs each (model, method) in its measured mode (here forced: graph for
+    naive MC, XLA for posterior-IS); a second run remembers the choice without measuring; a
+    resumed folder keeps its cells' modes; an unreadable choices file is measured again."""
+    from estimators import compile_mode
+
+    monkeypatch.setenv("ESTIMATORS_CACHE", str(tmp_path / "cache"))
+    measured = []
+
+    def fake_measure(call):
+        call(True)  # the probe call must run in both modes
+        call(False)
+        method = "posterior_is" if len(measured) % 2 else "naive_mc"
+        measured.append(method)
+        return {
+            "xla_seconds": 1.0,
+            "graph_seconds": 2.0,
+            "jit_compile": method == "posterior_is",
+            "compile_seconds": 0.0,
+        }
+
+    monkeypatch.setattr(compile_mode, "measure", fake_measure)
+    models, data = small_models()
+    lg = {"lg": models["lg"]}, {"lg": data["lg"]}
+    out = tmp_path / "run"
+    first = sweep(*lg[:1], ["naive_mc", "posterior_is"], [1, 8], 2, lg[1], out=out, progress=False)
+    assert first.attrs["config"]["jit_compile"] == sweep_module.PER_METHOD
+    chosen = {r["method"]: (r["jit_compile"], r["source"]) for r in first.attrs["compile_modes"]}
+    assert chosen == {"naive_mc": (False, "measured"), "posterior_is": (True, "measured")}
+    ran = {(r["method"], r["jit_compile"]) for r in first.attrs["compile"]}
+    assert ran == {("naive_mc", False), ("posterior_is", True)}
+    assert len(measured) == 2
+
+    again = sweep(*lg[:1], ["naive_mc", "posterior_is"], [1, 8], 2, lg[1], progress=False)
+    assert {r["source"] for r in again.attrs["compile_modes"]} == {"remembered"}
+    assert len(measured) == 2
+    pd.testing.assert_frame_equal(
+        first.drop(columns="seconds"), again.drop(columns="seconds"), check_like=True
+    )
+
+    resumed = sweep(*lg[:1], ["naive_mc"], [1, 8, 16], 2, lg[1], out=out, progress=False)
+    assert resumed.attrs["compile_modes"][0]["source"] == "results folder"
+    modes = {(r["method"], r["num_samples"], r["jit_compile"]) for r in resumed.attrs["compile"]}
+    assert ("naive_mc", 16, False) in modes  # the new cell, in the folder's mode
+    assert {m for method, _, m in modes if method == "naive_mc"} == {False}
+
+    compile_mode.choices_path().write_text("{not json")
+    sweep(*lg[:1], ["naive_mc"], [1], 2, lg[1], progress=False)
+    assert len(measured) == 3
+
+
+def test_explicit_compile_mode_measures_nothing():
+    models, data = small_models()
+    df = sweep(
+        {"lg": models["lg"]},
+        ["naive_mc"],
+        [4],
+        2,
+        {"lg": data["lg"]},
+        jit_compile=False,
+        progress=False,
+    )
+    assert df.attrs["compile_modes"] == []
+    assert {r["jit_compile"] for r in df.attrs["compile"]} == {False}
