@@ -123,7 +123,7 @@ def device_line(info: dict) -> str:
     else:
         hardware = f"CPU ({info.get('cpu', '?')}, {info.get('cpu_count', '?')} cores)"
     mode = {True: "; XLA", False: "; TensorFlow graph mode (no XLA)"}.get(
-        info.get("xla"), "; XLA or graph mode, the faster per model and method"
+        info.get("xla"), "; XLA or graph mode per model and method"
     )
     return f"device: {hardware}{mode}"
 

@@ -97,6 +97,28 @@ def resolve_start(spec, model, context):
     return start
 
 
+def tempered_path(model, x, posterior):
+    """The ends of the path f_beta = f_0^(1 - beta) p(x, z)^beta for data x [N, D], as used
+    inside a compiled function: (evaluate, sample_start). f_0 is q(z|x) = ``posterior(x)``, or
+    the prior p(z) when ``posterior`` is None; ``evaluate(z)`` is ``hmc.evaluate`` of log f_0 and
+    log p(x, z) at z [..., N, d]; ``sample_start(size, seed)`` draws [size, N, d] from f_0."""
+    q = posterior(x) if posterior is not None else None
+    log_start = q.log_prob if q is not None else model.prior.log_prob
+
+    def log_joint(z):
+        return model.prior.log_prob(z) + model.likelihood(z).log_prob(x)
+
+    def evaluate(z):
+        return hmc.evaluate(log_start, log_joint, z)
+
+    def sample_start(size, seed):
+        if q is not None:
+            return sampling.sample(q, [size], seed)
+        return sampling.sample(model.prior, [size, tf.shape(x)[0]], seed)
+
+    return evaluate, sample_start
+
+
 def schedule(kind, t, num_steps, dtype):
     """beta_t for integer t in [0, T] (tensors), increasing from 0 to 1."""
     u = tf.cast(t, dtype) / tf.cast(num_steps, dtype)
@@ -137,21 +159,12 @@ def compiled_annealer(
 
     def compute(x, num_chains, num_steps, seed, exact_z=None):
         n = tf.shape(x)[0]
-        q = posterior(x) if posterior is not None else None
-        log_start_fn = q.log_prob if q is not None else model.prior.log_prob
-
-        def log_joint_fn(z):
-            return model.prior.log_prob(z) + model.likelihood(z).log_prob(x)
-
-        def evaluate(z):
-            return hmc.evaluate(log_start_fn, log_joint_fn, z)
+        evaluate, sample_start = tempered_path(model, x, posterior)
 
         def initial(size, seed):
             """[size, N, d] starting states: f_0 forward, exact posterior draws in reverse."""
             if not reverse:
-                if q is not None:
-                    return sampling.sample(q, [size], seed)
-                return sampling.sample(model.prior, [size, n], seed)
+                return sample_start(size, seed)
             if given_samples:
                 return tf.broadcast_to(exact_z, tf.concat([[size], tf.shape(exact_z)], 0))
             return sampling.sample(model.posterior(x), [size], seed)

@@ -75,7 +75,7 @@ import tensorflow as tf
 
 from estimators import sampling
 from estimators.algorithms import hmc
-from estimators.algorithms.annealing import TARGET_ACCEPT, resolve_start
+from estimators.algorithms.annealing import TARGET_ACCEPT, resolve_start, tempered_path
 from estimators.algorithms.importance import callable_key, checked_posterior
 from estimators.models.base import model_cache
 
@@ -180,14 +180,7 @@ def compiled_smc(model, posterior, adapt, jit_compile):
     ):
         dtype = model.dtype
         n = tf.shape(x)[0]
-        q = posterior(x) if posterior is not None else None
-        log_start_fn = q.log_prob if q is not None else model.prior.log_prob
-
-        def log_joint_fn(z):
-            return model.prior.log_prob(z) + model.likelihood(z).log_prob(x)
-
-        def evaluate(z):
-            return hmc.evaluate(log_start_fn, log_joint_fn, z)
+        evaluate, sample_start = tempered_path(model, x, posterior)
 
         measured_rows = tf.shape(slots)[0]
         size = measured_rows + tf.shape(pilot_slots)[0]
@@ -200,10 +193,7 @@ def compiled_smc(model, posterior, adapt, jit_compile):
         init_seed, loop_seed = tf.unstack(
             tf.random.experimental.stateless_split(seed, 2, alg=sampling.RNG_ALG)
         )
-        if q is not None:
-            z = sampling.sample(q, [size], init_seed)
-        else:
-            z = sampling.sample(model.prior, [size, n], init_seed)
+        z = sample_start(size, init_seed)
         uniform_log_w = tf.broadcast_to(
             uniform_weights(groups, num_particles, pilot_particles, dtype)[:, None], [size, n]
         )
