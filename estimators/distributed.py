@@ -322,7 +322,12 @@ _WARMED = set()  # compiled shapes this worker has warmed up (see sweep._compute
 def _worker_tensorflow():
     """Import TensorFlow in a worker (first task only). It takes its thread counts from
     TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS, which ``local_cluster`` put in the
-    worker's environment (or the user did, for ``dask worker``)."""
+    worker's environment (or the user did, for ``dask worker``). Its native start-up logging
+    stays quiet as in the CLI (``quiet_tensorflow``) unless TF_CPP_MIN_LOG_LEVEL says otherwise
+    (``--verbose`` sets it to 0 for local workers)."""
+    from estimators.environment import quiet_tensorflow
+
+    quiet_tensorflow(os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0")
     import tensorflow as tf
 
     return tf
