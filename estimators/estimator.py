@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
 from estimators import methods
 from estimators.algorithms.importance import (  # noqa: F401
@@ -21,7 +22,7 @@ from estimators.algorithms.importance import (  # noqa: F401
     default_posterior,
     default_prior_proposal,
 )
-from estimators.models.base import as_seed
+from estimators.models.base import LatentVariableModel, as_seed
 
 METHODS = tuple(methods.names())
 DEFAULT_CHUNK_SIZE = 256
@@ -52,20 +53,20 @@ class Context:
 
 
 def estimate(
-    model,
-    x,
-    method,
-    num_samples,
+    model: LatentVariableModel,
+    x: ArrayLike | tf.Tensor,
+    method: str,
+    num_samples: int,
     *,
-    seed,
-    proposal=None,
-    chunk_size=None,
-    jit_compile=True,
-    return_diagnostics=False,
-    posterior_samples=None,
-    tail_capacity=None,
+    seed: int | ArrayLike,
+    proposal: object = None,
+    chunk_size: int | None = None,
+    jit_compile: bool = True,
+    return_diagnostics: bool = False,
+    posterior_samples: ArrayLike | tf.Tensor | None = None,
+    tail_capacity: int | None = None,
     **options,
-):
+) -> tf.Tensor | tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """log p^(x) (or the method's bound) for each row of x [N, D]; returns a Tensor [N].
 
     ``method``: a name or spec from ``estimators.methods`` (``estimators list`` shows them);

@@ -63,6 +63,8 @@ class LatentVariableModel(tf.Module):
         return type(self).posterior is not LatentVariableModel.posterior
 
     def log_prob(self, x):
+        """log p(x) [N] of checked data x [N, D], TFP-style (``log_marginal`` after ``check_data``);
+        NotImplementedError where the model has no closed form."""
         return self.log_marginal(self.check_data(x))
 
     def sample(self, num_points, seed=0, return_latents=False):
