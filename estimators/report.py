@@ -36,6 +36,7 @@ from estimators import methods as registry  # noqa: E402
 from estimators.results import atomic_write_bytes  # noqa: E402
 from estimators.sandwich import SANDWICH_K, sandwich_table, sandwich_verdicts  # noqa: E402
 from estimators.summary import (  # noqa: E402
+    DIAGNOSTIC_COLUMNS,
     ERROR_FLOOR,
     ESS_FRACTION,
     KHAT_LIMIT,
@@ -571,22 +572,7 @@ def _display_table(summary):
 def _diagnostic_table(summary):
     """The diagnostics-against-error numbers of the cells that have a k-hat or an ESS."""
     table = summary[summary["khat"].notna() | summary["ess"].notna()]
-    table = table[
-        [
-            "model",
-            "method",
-            "num_samples",
-            "khat",
-            "khat_threshold",
-            "khat_high",
-            "bad_if_khat_high",
-            "bad_if_khat_low",
-            "ess_low",
-            "bad_if_ess_low",
-            "bad_if_ess_high",
-            "bad",
-        ]
-    ]
+    table = table[["model", "method", "num_samples", *DIAGNOSTIC_COLUMNS]]
     return table.rename(
         columns={
             "num_samples": "M",
