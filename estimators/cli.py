@@ -106,7 +106,16 @@ def run(
     out: Path | None = typer.Option(None, help="output folder [default: reports/PRESET]"),
     quiet: bool = typer.Option(False, help="no progress bar"),
     xla: bool | None = typer.Option(
-        None, "--xla/--no-xla", help="XLA or graph mode [default: XLA on GPU, graph on CPU]"
+        None,
+        "--xla/--no-xla",
+        help="XLA or graph mode everywhere [default: XLA on GPU; on CPU a fixed rule per "
+        "model and method]",
+    ),
+    timed_compile: bool = typer.Option(
+        False,
+        "--timed-compile",
+        help="on CPU, time both compile modes per model and method and take the faster "
+        "(the numbers of a seed then depend on the machine)",
     ),
     verbose: bool = typer.Option(False, help="show TensorFlow's native start-up logging"),
     workers: int | None = typer.Option(
@@ -154,14 +163,16 @@ def run(
     from estimators.report import write_report
     from estimators.sweep import resolve_jit_compile, sweep
 
+    if timed_compile and xla is not None:
+        _fail("give --xla/--no-xla (one mode) or --timed-compile, not both", USAGE_ERROR)
     cluster = ExitStack()  # closed (a local cluster shut down) however the run ends
     try:
         client = _start_cluster(cluster, workers, scheduler)
+        # "auto"/"timed": the devices that compute decide (the workers' on a cluster)
+        jit_compile = ("timed" if timed_compile else "auto") if xla is None else xla
         if client is None:
-            jit_compile = resolve_jit_compile("auto" if xla is None else xla)
-            console.print(device_line(environment_info(xla=jit_compile)), highlight=False)
-        else:  # "auto": the workers' devices decide (sweep), not this machine's
-            jit_compile = "auto" if xla is None else xla
+            shown = resolve_jit_compile(jit_compile)
+            console.print(device_line(environment_info(xla=shown)), highlight=False)
         df = sweep(
             chosen.models,
             chosen.methods,

@@ -1,35 +1,55 @@
-"""XLA or TensorFlow graph mode on CPU, per (model, method): measured once, then remembered.
+"""XLA or TensorFlow graph mode on CPU, per (model, method): by a fixed rule, or timed on request.
 
-Neither mode wins everywhere on CPU. Measured on the default and digits presets' models (warm
-calls as the sweep makes them, medians of 5), graph mode took 0.48x (GMM, naive MC) to 2.65x
-(linear-Gaussian, ELBO) the time of XLA at M = 4096, and the winner changed with the model and the
-method, not only with M. AIS, BDMC and SMC are the exception: their many small leapfrog ops ran
-~10x faster under XLA everywhere, so the registry fixes them to XLA (``Method.cpu_jit_compile``).
+XLA and graph mode turn the same Philox bits into different normals, so the mode decides the
+numbers a seed gives. A benchmark suite's seed should give the same numbers on every machine,
+so by default the mode comes from a rule (``rule``), not from a clock. The rule was read off
+warm calls as the sweep makes them on the default and digits presets' models (graph-mode over
+XLA seconds at M = 4096; docs/performance.md):
 
-For the others the sweep times a warm call in each mode (``measure``) at M = ``PROBE_SAMPLES``
-(or the pair's largest M if smaller) with the cell's own chunk and rows, and takes the faster.
-XLA and graph mode turn the same random bits into different normals, so the choice decides the
-numbers of a seed. To keep a seed's numbers fixed on a machine the choice is remembered: per
-(model fingerprint and data, method, shapes, machine) in ``compile_modes.json`` in the reference
-cache folder ($ESTIMATORS_CACHE, else ~/.cache/estimators), and a resumed results folder keeps
-the mode of the cells it already holds. ``--xla`` / ``--no-xla`` pin one mode everywhere.
+- AIS, BDMC and SMC: XLA (``Method.cpu_jit_compile``): their many small leapfrog ops ran ~10x
+  faster under XLA everywhere.
+- Importance sampling of log p^(x) on a Gaussian mixture or a small infinite mixture
+  (D <= ``SMALL_DATA_DIM``): graph mode (0.48-0.87 of XLA's time).
+- Everything else, the ELBO included: XLA (graph mode took 1.1-2.65x XLA's time).
+
+On GPU the sweep always uses XLA. ``jit_compile="timed"`` (``estimators run --timed-compile``)
+restores the older choice: time a warm call in each mode (``measure``) and take the faster,
+remembered per (model parameters and data, method, shapes, machine) in ``compile_modes.json`` in
+the cache folder ($ESTIMATORS_CACHE, else ~/.cache/estimators). A resumed results folder keeps
+the mode of the cells it already holds, whichever way it was chosen.
 """
 
 import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from estimators.files import atomic_write
+from estimators.models.gaussian_mixture import GaussianMixture
+from estimators.models.infinite_mixture import InfiniteMixture
 from estimators.reference import reference_cache_dir
 
-PROBE_SAMPLES = 1024  # 4 chunks of 256: past the per-call overhead, cheap next to a sweep
+SMALL_DATA_DIM = 16  # infinite mixtures up to this D run importance sampling in graph mode
+PROBE_SAMPLES = 1024  # timed choice: 4 chunks of 256, past the per-call overhead
 TIMED_CALLS = 3  # per mode, interleaved, after one untimed (compiling) call each
 CHOICES_FILE = "compile_modes.json"
+
+
+def rule(spec, model):
+    """(jit_compile, why): the default compile mode of ``spec`` on ``model`` on CPU."""
+    method = spec.method
+    if method.cpu_jit_compile is not None:
+        return bool(method.cpu_jit_compile), "registry"
+    small = isinstance(model, GaussianMixture) or (
+        isinstance(model, InfiniteMixture) and model.data_dim <= SMALL_DATA_DIM
+    )
+    if small and not method.returns_elbo:
+        return False, "rule: importance sampling on a small mixture"
+    return True, "rule"
 
 
 def measure(call, timed_calls=TIMED_CALLS):
@@ -55,6 +75,20 @@ def measure(call, timed_calls=TIMED_CALLS):
     }
 
 
+def timed(key, call, remember=True, path=None):
+    """The timed choice for ``key`` (a JSON-able list naming model, method, shapes): the one
+    remembered in ``path`` for this machine, else ``measure(call)``, then remembered."""
+    path = choices_path() if path is None else Path(path)
+    key = json.dumps([*key, machine()])
+    remembered = load_choices(path).get(key)
+    if remembered is not None:
+        return {**remembered, "source": "remembered"}
+    record = measure(call)
+    if remember:
+        remember_choice(path, key, record)
+    return {**record, "source": "measured"}
+
+
 def machine():
     """What the remembered choices are valid for: the CPU, its core count, TensorFlow."""
     return f"{platform.machine()}|{platform.processor()}|{os.cpu_count()}|tf{tf.__version__}"
@@ -75,15 +109,7 @@ def load_choices(path):
 
 def remember_choice(path, key, record):
     """Add ``record`` under ``key`` to the JSON file at ``path`` (written atomically)."""
-    path = Path(path)
     choices = load_choices(path)
     choices[key] = record
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(choices, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(choices, indent=1, sort_keys=True).encode()
+    atomic_write(path, lambda f: f.write(text))

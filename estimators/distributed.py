@@ -1,58 +1,44 @@
-"""Sweeps on a Dask cluster: one task per cell; the calling process keeps the results.
+"""Dask clusters, and an executor that runs a function's calls on one.
 
     from estimators.distributed import cluster_client
     with cluster_client(workers=2) as client:          # or scheduler="tcp://HOST:8786"
         df = sweep(models, methods, num_samples, repeats, data, out="reports/mine", client=client)
 
 ``estimators run --workers N`` / ``--scheduler tcp://HOST:PORT`` do the same. Without a client
-the sweep runs in-process, as before; with one, it gives the same table: same cells, rows and
-truths; estimates equal up to float32 round-off, which comes from the workers' TensorFlow thread
-count (it changes the order of floating-point sums). HMC chains (AIS, BDMC) amplify that
-round-off into different, equally valid chains: equal in distribution, and equal digit by digit
-only under equal thread counts (``--workers 1`` reproduces an in-process run exactly).
+the sweep runs in-process; with one, it gives the same table: same cells, rows and truths;
+estimates equal up to float32 round-off, which comes from the workers' TensorFlow thread count
+(it changes the order of floating-point sums). HMC chains (AIS, BDMC) amplify that round-off
+into different, equally valid chains: equal in distribution, and equal digit by digit only under
+equal thread counts (``--workers 1`` reproduces an in-process run exactly).
 
-How a distributed sweep runs (``run_cells``):
-- Every task carries all it needs (no task depends on another's result, so the scheduler hands
-  queued cells to whichever worker is free, and a task lost with its worker is simply rerun):
-  the model's pickle (without the library's caches; tens of kB), its data and fingerprint
-  (``ModelPayload``), the truth, and the cell's names and numbers. A worker unpickles a model
-  once and keeps it, with its compiled functions, in a module-level dict keyed by the
-  fingerprint (``_STATES``), so the next M of a model on the same worker does not recompile
-  (``worker_trace_counts`` counts the traces).
-- Truths: one task per model whose truth is not yet in ``out/truths/`` (a worker computes it,
-  with that worker's reference cache); the calling process writes it, then submits the
-  model's cells with it.
-- Cells: one task each, described by names and numbers (``CellTask``); the worker rebuilds the
-  ``_Cell`` and checks that its settings (its fingerprint's inputs) match the caller's (same
-  code, model and data), then runs exactly the in-process code (``sweep._compute_cell``). Every
-  cell draws from its own seed, so a recomputed cell gives the same numbers on any worker with
-  the same thread count.
-- The calling process writes each finished cell to ``out/cells/`` as it arrives
-  (``as_completed``): workers need no shared filesystem, and an interrupted run resumes, with a
-  cluster or without.
-- Failures: a worker that dies mid-task (killed, out of memory) is replaced by its nanny and
-  the scheduler reruns its task elsewhere (``distributed.scheduler.allowed-failures`` deaths per
-  task, then ``ClusterError``). A ``ValueError`` (bad input: deterministic) is returned as a
-  value, never retried, and raised once in the calling process. Other exceptions are retried
-  ``TASK_RETRIES`` times (transient trouble), then raised.
+``DaskExecutor`` is handed a function and its arguments, nothing else: it imports nothing of the
+sweep (benchopt's ``parallel_backends`` have this shape). The sweep hands it
+``sweep.cell.compute_truth`` and ``sweep.cell.compute_cell`` with their arguments; each task
+carries all it needs (the model pickles without the library's caches, tens of kB), so no task
+depends on another's result. The calling process writes each result as it arrives: workers need
+no shared filesystem, and an interrupted run resumes, with a cluster or without.
+
+Failures: a worker that dies mid-task (killed, out of memory) is replaced by its nanny and the
+scheduler reruns its task elsewhere (``distributed.scheduler.allowed-failures`` deaths per task,
+then ``ClusterError``). A ``ValueError`` (bad input: deterministic) is returned as a value, never
+retried, and raised once in the calling process. Other exceptions are retried ``TASK_RETRIES``
+times (transient trouble), then raised.
 
 Workers import TensorFlow inside their first task, after ``local_cluster`` has set its thread
 counts in their environment: N workers on C cores get C // N intra- and inter-op threads each,
-so they do not oversubscribe the cores. Timing: cells that run at the same time on one machine
-share its cores and memory bandwidth; each cell's record says which host timed it and how many
-cells that host ran at once (``host_concurrency``), and the report and ``compare`` say when
-seconds are not comparable with a sequential run.
+so they do not oversubscribe the cores. Timing: tasks that run at the same time on one machine
+share its cores and memory bandwidth; each result comes back with the worker that ran it and
+how many tasks its host ran at once (``host_concurrency``), and the report and ``compare`` say
+when seconds are not comparable with a sequential run.
 
 Nothing here imports TensorFlow at module level: the scheduler side needs none.
 """
 
-import hashlib
 import os
-import pickle
 import socket
 import time
 import uuid
-from collections import Counter, deque
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -241,70 +227,7 @@ def _worker_environment():
     }
 
 
-# --------------------------------------------------------------------------- tasks
-
-
-@dataclass(frozen=True)
-class ModelPayload:
-    """A model as it travels to the workers: pickled (no caches), with its data. ``key`` names
-    it on the workers: its fingerprint, or (a model that cannot be fingerprinted, in a sweep
-    without ``out``) a hash of its pickle and data."""
-
-    name: str
-    fingerprint: str | None
-    key: str
-    model: bytes
-    x: object  # numpy [N, D]
-    latents: object  # numpy [N, d] or None
-
-    @classmethod
-    def of(cls, state):
-        import cloudpickle
-        import numpy as np
-
-        try:
-            blob = cloudpickle.dumps(state.model)
-        except Exception as err:  # pickling raises whatever the offending object raises
-            raise ValueError(
-                f"model {state.name} cannot be sent to the workers: it does not "
-                f"pickle ({type(err).__name__}: {err})"
-            ) from None
-        x = state.x.numpy()
-        latents = None if state.latents is None else state.latents.numpy()
-        key = state.fingerprint
-        if key is None:
-            digest = hashlib.sha256(state.name.encode() + blob + np.ascontiguousarray(x).tobytes())
-            if latents is not None:
-                digest.update(np.ascontiguousarray(latents).tobytes())
-            key = "unfingerprinted-" + digest.hexdigest()
-        return cls(state.name, state.fingerprint, key, blob, x, latents)
-
-
-@dataclass(frozen=True)
-class CellTask:
-    """What a worker needs, besides the model, to rebuild a ``_Cell``: names and numbers."""
-
-    method: str  # canonical spec
-    num_samples: int
-    repeats: int
-    seed: int
-    jit_compile: bool
-    min_chunk: int
-    max_chunk: int
-    settings: dict  # the caller's cell settings: the worker's rebuilt cell must have the same
-
-    @classmethod
-    def of(cls, cell):
-        return cls(
-            cell.method,
-            cell.num_samples,
-            cell.repeats,
-            cell.seed,
-            cell.jit_compile,
-            cell.min_chunk,
-            cell.max_chunk,
-            cell.settings,
-        )
+# --------------------------------------------------------------------------- the executor
 
 
 @dataclass(frozen=True)
@@ -313,10 +236,6 @@ class TaskFailure:
 
     where: str
     message: str
-
-
-_STATES = {}  # payload key -> sweep._ModelState: a worker's models and their compiled functions
-_WARMED = set()  # compiled shapes this worker has warmed up (see sweep._compute_cell)
 
 
 def _worker_tensorflow():
@@ -333,166 +252,80 @@ def _worker_tensorflow():
     return tf
 
 
-def _worker_state(payload):
-    """This worker's ``_ModelState`` of the payload's model, built once per worker."""
-    state = _STATES.get(payload.key)
-    if state is None:
-        _worker_tensorflow()
-        from estimators import sweep
+def _run_task(function, where, args):
+    """On a worker: (function(*args), the worker's address), or a TaskFailure."""
+    from distributed import get_worker
 
-        model = pickle.loads(payload.model)
-        state = sweep._ModelState(payload.name, model, payload.x, latents=payload.latents)
-        if state.fingerprint != payload.fingerprint:
-            raise ValueError(
-                f"model {payload.name} differs on worker {socket.gethostname()} "
-                "from the caller's (another version of estimators or TensorFlow?)"
-            )
-        _STATES[payload.key] = state
-    return state
-
-
-def _truth_task(payload):
-    """(log p(x) [N], standard error [N]) of the payload's model, or a TaskFailure."""
+    _worker_tensorflow()
     try:
-        return _worker_state(payload).truth()
-    except ValueError as err:
-        return TaskFailure(f"truth of {payload.name}", str(err))
-
-
-def _cell_task(task, payload, truth):
-    """Run one cell on this worker: (frame, record), or a TaskFailure."""
-    if isinstance(truth, TaskFailure):
-        return truth
-    where = f"{payload.name}/{task.method}/{task.num_samples}"
-    try:
-        from distributed import get_worker
-
-        from estimators import methods as registry
-        from estimators import sweep
-
-        state = _worker_state(payload)
-        if state._truth is None:
-            state._truth = truth
-        cell = sweep._Cell(
-            state,
-            registry.parse(task.method),
-            task.num_samples,
-            task.repeats,
-            task.seed,
-            task.jit_compile,
-            task.min_chunk,
-            task.max_chunk,
-        )
-        if cell.settings != task.settings:
-            differ = sorted(k for k, v in cell.settings.items() if task.settings.get(k) != v)
-            raise ValueError(
-                f"cell {where} has another configuration on worker "
-                f"{socket.gethostname()} than in the calling process "
-                f"({', '.join(differ)} differ: another version of estimators?)"
-            )
-        frame, record = sweep._compute_cell(cell, _WARMED)
+        value = function(*args)
     except ValueError as err:
         return TaskFailure(where, str(err))
-    return frame, {**record, "worker": get_worker().address}
+    return value, get_worker().address
 
 
-def worker_trace_counts():
-    """{model name: {compiled function: times traced}} on this worker (run it with
-    ``client.run(worker_trace_counts)``): 1 everywhere means no recompilation across cells."""
-    counts = {}
-    for state in _STATES.values():
-        found = counts.setdefault(state.name, {})
-        for cache_name, cache in getattr(state.model, "_cache", {}).items():
-            for key, fn in _compiled_functions(cache):
-                found[f"{cache_name}{key}"] = fn.experimental_get_tracing_count()
-    return counts
+class DaskExecutor:
+    """Runs calls of one function on a Dask cluster, handing each result back as it arrives.
 
+    It knows nothing of what it runs: ``map(function, calls, on_result)`` with calls
+    [(name, args)] submits ``function(*args)`` as one task per call (each task carries its
+    arguments, so the scheduler hands queued tasks to whichever worker is free, and a task lost
+    with its worker is simply rerun), at most ``IN_FLIGHT_PER_THREAD`` per worker thread at a
+    time, and calls ``on_result(name, value, place)`` in this process as each finishes, where
+    place = {"worker": address, "host_concurrency": threads of that worker's host}. Unfinished
+    tasks are cancelled on the way out, whatever the exit (an error, an interrupt).
+    """
 
-def _compiled_functions(value, path=""):
-    if hasattr(value, "experimental_get_tracing_count"):
-        yield path, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _compiled_functions(item, f"{path}[{key!r}]")
-    elif isinstance(value, (tuple, list)):
-        for index, item in enumerate(value):
-            yield from _compiled_functions(item, f"{path}[{index}]")
+    def __init__(self, client):
+        self.client = client
 
+    def describe(self):
+        """The cluster (``describe_cluster``) and its workers' distinct environments."""
+        return {
+            **describe_cluster(self.client),
+            "worker_environments": probe_workers(self.client),
+        }
 
-# --------------------------------------------------------------------------- the caller's side
+    def map(self, function, calls, on_result, priority=0):
+        from distributed import as_completed
 
+        run = uuid.uuid4().hex[:8]
+        waiting, pending, finished = deque(calls), {}, as_completed()
+        limit, concurrency = _InFlightLimit(self.client), _HostConcurrency(self.client)
 
-def run_cells(client, cells, on_truth, on_cell):
-    """Compute ``cells`` (sweep ``_Cell``s) on the cluster. As each result arrives (in any
-    order): ``on_truth(state, (truth, truth_se))`` for a truth computed on a worker (its model's
-    cells become ready then), ``on_cell(cell, frame, record)`` for a cell; the record gains
-    the ``worker`` and ``host_concurrency`` (cells its host could run at once) besides
-    ``host``. Cells are submitted in order, at most ``IN_FLIGHT_PER_THREAD`` per worker thread
-    at a time (each task carries its model's pickle: this bounds the scheduler's memory).
-    Unfinished tasks are cancelled on the way out, whatever the exit (an error, an interrupt)."""
-    from distributed import as_completed
+        def submit_ready():
+            while waiting and len(pending) < limit.now():
+                name, args = waiting.popleft()
+                try:
+                    future = self.client.submit(
+                        _run_task,
+                        function,
+                        name,
+                        args,
+                        pure=False,
+                        retries=TASK_RETRIES,
+                        priority=priority,
+                        key=f"{function.__name__}-{name}-{run}",
+                    )
+                except Exception as err:  # pickling raises whatever the offending object raises
+                    raise ValueError(
+                        f"{name}: its arguments cannot be sent to the workers: they do not "
+                        f"pickle ({type(err).__name__}: {err})"
+                    ) from None
+                pending[future.key] = (future, name)
+                finished.add(future)
 
-    run = uuid.uuid4().hex[:8]
-    states = {cell.state.name: cell.state for cell in cells}
-    payloads = {name: ModelPayload.of(state) for name, state in states.items()}
-    truths = {name: state.stored_truth() for name, state in states.items()}
-    pending, finished = {}, as_completed()  # task key -> (future, kind, the cell or model state)
-    ready = deque(cell for cell in cells if truths[cell.state.name] is not None)  # in order
-    blocked = {}  # model name -> its cells, until its truth arrives
-    for cell in cells:
-        if truths[cell.state.name] is None:
-            blocked.setdefault(cell.state.name, []).append(cell)
-    limit, in_flight = _InFlightLimit(client), Counter()
-
-    def submit(kind, entry, function, *args, **options):
-        future = client.submit(function, *args, pure=False, retries=TASK_RETRIES, **options)
-        pending[future.key] = (future, kind, entry)
-        in_flight[kind] += 1
-        finished.add(future)
-
-    def submit_ready_cells():
-        while ready and in_flight["cell"] < limit.now():
-            cell = ready.popleft()
-            submit(
-                "cell",
-                cell,
-                _cell_task,
-                CellTask.of(cell),
-                payloads[cell.state.name],
-                truths[cell.state.name],
-                key=f"cell-{cell.cell_id}-{run}",
-            )
-
-    for name, truth in truths.items():  # truths first: their cells wait for them
-        if truth is None:
-            submit(
-                "truth",
-                states[name],
-                _truth_task,
-                payloads[name],
-                key=f"truth-{name}-{run}",
-                priority=1,
-            )
-    submit_ready_cells()
-    concurrency = _HostConcurrency(client)
-    try:
-        for future in finished:
-            future, kind, entry = pending.pop(future.key)
-            in_flight[kind] -= 1
-            result = _result(
-                future, f"cell {entry.cell_id}" if kind == "cell" else f"the truth of {entry.name}"
-            )
-            if kind == "truth":
-                on_truth(entry, result)
-                truths[entry.name] = result
-                ready.extend(blocked.pop(entry.name))
-            else:
-                frame, record = result
-                record["host_concurrency"] = concurrency.of(record["worker"])
-                on_cell(entry, frame, record)
-            submit_ready_cells()
-    finally:
-        client.cancel([future for future, _, _ in pending.values()])
+        submit_ready()
+        try:
+            for future in finished:
+                future, name = pending.pop(future.key)
+                value, worker = _result(future, name)
+                on_result(
+                    name, value, {"worker": worker, "host_concurrency": concurrency.of(worker)}
+                )
+                submit_ready()
+        finally:
+            self.client.cancel([future for future, _ in pending.values()])
 
 
 class _InFlightLimit:

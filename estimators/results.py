@@ -19,6 +19,7 @@ one model) make it refuse with a ``ResultsError`` naming the files, never drop o
 """
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from estimators.files import atomic_write
+from estimators.record import PER_MODEL_AND_METHOD, CellRecord, RecordError, RunRecord
 
 COLUMNS = (
     "model",
@@ -40,6 +42,7 @@ COLUMNS = (
     "khat",
     "accept",
     "stages",
+    "se",
     "seconds",
     "evaluations",
 )
@@ -56,30 +59,20 @@ DTYPES = {
     "khat": "float64",
     "accept": "float64",
     "stages": "float64",
+    "se": "float64",
     "seconds": "float64",
     "evaluations": "float64",
 }
+# Per-point diagnostics a method may return (``se``: its own standard error of log p^); NaN
+# where it has none.
+DIAGNOSTICS = ("ess", "khat", "accept", "stages", "se")
 # Diagnostics that older tables lack, and methods without them: NaN.
-OPTIONAL = ("khat", "accept", "stages", "evaluations")
+OPTIONAL = ("khat", "accept", "stages", "se", "evaluations")
 METADATA_KEY = b"estimators"
 RESULTS_FILE = "results.parquet"
 CELLS_DIR = "cells"
 # The settings every cell of one folder shares (a cell's own settings add model, method, M, chunk).
 RUN_SETTINGS = ("seed", "repeats", "jit_compile", "results_version")
-# A run's jit_compile when the sweep chose XLA or graph mode per (model, method): its cells
-# record the chosen mode (a bool), and may differ from pair to pair.
-PER_MODEL_AND_METHOD = "per model and method"
-# A cell's record in ``attrs["compile"]``: how it was compiled and chunked ...
-CELL_RECORD = (
-    "model",
-    "method",
-    "num_samples",
-    "compile_seconds",
-    "chunk_size",
-    "repeats_per_call",
-    "jit_compile",
-)
-CELL_PLACE = ("host", "worker", "host_concurrency")  # ... and where it was timed, when recorded
 
 
 class ResultsError(Exception):
@@ -175,6 +168,7 @@ def load_results(location: str | Path) -> pd.DataFrame:
                 "command to finish it"
             )
     df = tidy(read_table(results_path(location)))
+    run_record(df)  # an incomplete record is an error here, not a "?" in a report
     return merge_folder_cells(df, location) if location.is_dir() else df
 
 
@@ -287,37 +281,50 @@ def _ordered_union(*sequences):
 
 
 def _merged_attrs(attrs, order, merged, frames):
-    attrs = json.loads(json.dumps(attrs, default=_json_default))  # a deep copy
-    config = attrs.setdefault("config", {})
-    config["models"] = [m for m in order["models"] if m in set(merged["model"])]
-    config["methods"] = [m for m in order["methods"] if m in set(merged["method"])]
-    config["num_samples"] = sorted(int(m) for m in merged["num_samples"].unique())
-    config["num_points"] = {
-        m: int(n) for m, n in merged.groupby("model", sort=False)["point"].nunique().items()
-    }
-    config["num_points"] = {m: config["num_points"][m] for m in config["models"]}
-    fingerprints = config.setdefault("cell_fingerprints", {})
-    compile_records = attrs.setdefault("compile", [])
-    for frame in frames:
-        record = frame.attrs
-        fingerprints[_cell_id(record)] = record.get("fingerprint")
-        compile_records.append(cell_record(record))
-    attrs.setdefault("run", {})["kept_cells"] = len(frames)
-    return attrs
+    record = RunRecord.from_json(attrs)
+    models, methods = set(merged["model"]), set(merged["method"])
+    points = merged.groupby("model", sort=False)["point"].nunique()
+    kept = [cell_record(frame.attrs) for frame in frames]
+    config = replace(
+        record.config,
+        models=[m for m in order["models"] if m in models],
+        methods=[m for m in order["methods"] if m in methods],
+        num_samples=sorted(int(m) for m in merged["num_samples"].unique()),
+        num_points={m: int(points[m]) for m in order["models"] if m in models},
+        cell_fingerprints={
+            **record.config.cell_fingerprints,
+            **{c.cell_id: frame.attrs.get("fingerprint") for c, frame in zip(kept, frames)},
+        },
+    )
+    return replace(
+        record,
+        config=config,
+        cells=[*record.cells, *kept],
+        run=replace(record.run, kept_cells=len(frames)),
+    ).to_json()
 
 
-def cell_record(record: dict) -> dict:
-    """A cell file's record as ``attrs["compile"]`` keeps it: ``CELL_RECORD`` (None where
-    missing) and those of ``CELL_PLACE`` it has (host; on a cluster worker, host_concurrency)."""
-    return {
-        **{k: record.get(k) for k in CELL_RECORD},
-        **{k: record[k] for k in CELL_PLACE if k in record},
-    }
+def cell_record(metadata: dict) -> CellRecord:
+    """The ``CellRecord`` in a cell file's metadata (which also holds its settings)."""
+    names = CellRecord.__dataclass_fields__
+    return CellRecord(**{k: v for k, v in metadata.items() if k in names})
+
+
+def run_record(df: pd.DataFrame) -> RunRecord:
+    """The typed run record of a results table (its ``attrs``); ResultsError if it lacks one."""
+    try:
+        return RunRecord.from_json(df.attrs)
+    except (RecordError, TypeError) as err:
+        raise ResultsError(
+            f"the results' run record is incomplete ({err}): written by another version of "
+            "estimators? rerun the sweep into a new folder"
+        ) from None
 
 
 def save_results(df: pd.DataFrame, location: str | Path) -> Path:
     """Save the tidy table and its attrs to ``location``/results.parquet; returns the path."""
     path = Path(location) / RESULTS_FILE
+    RunRecord.from_json(df.attrs)  # a record that lacks a field fails here, not in a report
     write_table(tidy(df), path)
     return path
 

@@ -22,6 +22,8 @@ from estimators.cli import app
 from estimators.results import load_results
 from estimators.summary import timing_mismatch, timing_note
 from estimators.sweep import CELLS_DIR, sweep
+from estimators.sweep.cell import worker_trace_counts
+from estimators.sweep.store import Store
 
 runner = CliRunner()
 # Columns that must agree exactly between runs; estimates and diagnostics to float32 round-off
@@ -102,7 +104,7 @@ def test_cli_workers_gives_the_in_process_table(cluster, in_process, tmp_path, m
     assert asked == [2] and "dashboard" in result.output
     df = load_results(out)
     assert_same_numbers(df, reference)
-    assert len(cell_files(out)) == len(df.attrs["compile"]) == 3 * 4 * 3
+    assert len(cell_files(out)) == len(df.attrs["cells"]) == 3 * 4 * 3
 
     # Timing integrity: the cluster, and per cell the host that timed it and what it shared.
     cluster_info = df.attrs["cluster"]
@@ -112,7 +114,7 @@ def test_cli_workers_gives_the_in_process_table(cluster, in_process, tmp_path, m
     assert cluster_info["worker_environments"][0]["env"]["TF_NUM_INTRAOP_THREADS"] == str(
         distributed.worker_threads(2)
     )
-    records = df.attrs["compile"]
+    records = df.attrs["cells"]
     assert {r["host"] for r in records} == {socket.gethostname()}
     assert {r["host_concurrency"] for r in records} == {2}
     assert set(r["worker"] for r in records) <= set(client_workers(cluster))
@@ -131,10 +133,10 @@ def test_killed_worker_is_replaced_and_its_cell_recomputed(
     client, quick, in_process, tmp_path, monkeypatch
 ):
     reference, _ = in_process
-    real_save, killed = sweep_module._save_cell, {}
+    real_save, killed = Store.save_cell, {}
 
-    def save_then_kill(out, cell, frame, record):
-        real_save(out, cell, frame, record)
+    def save_then_kill(store, cell, frame, record):
+        real_save(store, cell, frame, record)
         if not killed:  # after the first cell: kill a worker that is running another one
             busy = next(w for w, keys in client.processing().items() if keys)
             killed["running"] = client.processing()[busy]
@@ -142,17 +144,21 @@ def test_killed_worker_is_replaced_and_its_cell_recomputed(
             killed["worker"] = busy
             os.kill(killed["pid"], signal.SIGKILL)
 
-    monkeypatch.setattr(sweep_module, "_save_cell", save_then_kill)
+    monkeypatch.setattr(Store, "save_cell", save_then_kill)
     df = run(quick, out=tmp_path, client=client)
     assert killed and killed["running"]
     assert_same_numbers(df, reference)  # every cell once, the same numbers
     assert len(cell_files(tmp_path)) == 36
     # The cell the dead worker was running was computed again by another worker.
     by_key = {
-        f"cell-{r['model']}/{r['method']}/{r['num_samples']}": r["worker"]
-        for r in df.attrs["compile"]
+        f"compute_cell-{r['model']}/{r['method']}/{r['num_samples']}": r["worker"]
+        for r in df.attrs["cells"]
     }
-    rerun = [by_key[key.rsplit("-", 1)[0]] for key in killed["running"] if key.startswith("cell-")]
+    rerun = [
+        by_key[key.rsplit("-", 1)[0]]
+        for key in killed["running"]
+        if key.startswith("compute_cell-")
+    ]
     assert rerun and all(worker != killed["worker"] for worker in rerun)
     client.wait_for_workers(2, timeout=120)  # the nanny started a replacement
     assert killed["pid"] not in client.run(os.getpid).values()
@@ -162,15 +168,15 @@ def test_interrupted_distributed_run_resumes_in_process(
     client, quick, in_process, tmp_path, monkeypatch
 ):
     reference, _ = in_process
-    real_save, saved = sweep_module._save_cell, []
+    real_save, saved = Store.save_cell, []
 
-    def save_then_interrupt(out, cell, frame, record):
-        real_save(out, cell, frame, record)
+    def save_then_interrupt(store, cell, frame, record):
+        real_save(store, cell, frame, record)
         saved.append(cell.cell_id)
         if len(saved) == 30:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(sweep_module, "_save_cell", save_then_interrupt)
+    monkeypatch.setattr(Store, "save_cell", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         run(quick, out=tmp_path, client=client)
     assert len(cell_files(tmp_path)) == 30
@@ -181,7 +187,7 @@ def test_interrupted_distributed_run_resumes_in_process(
     assert resumed.attrs["run"]["loaded_cells"] == 30
     assert resumed.attrs["run"]["computed_cells"] == 36 - 30
     assert_same_numbers(resumed, reference)
-    assert sum(r.get("worker") is not None for r in resumed.attrs["compile"]) == 30
+    assert sum(r.get("worker") is not None for r in resumed.attrs["cells"]) == 30
 
 
 def test_a_worker_compiles_once_for_every_m(client):
@@ -203,13 +209,13 @@ def test_a_worker_compiles_once_for_every_m(client):
     )
     traces = [
         count
-        for functions in client.run(distributed.worker_trace_counts).values()
+        for functions in client.run(worker_trace_counts).values()
         for count in functions.get("reuse", {}).values()
     ]
-    cells_per_worker = Counter(r["worker"] for r in df.attrs["compile"])
+    cells_per_worker = Counter(r["worker"] for r in df.attrs["cells"])
     assert max(cells_per_worker.values()) >= 3  # 6 cells on 2 workers
     assert traces and all(count == 1 for count in traces)
-    warmed = [r for r in df.attrs["compile"] if r["compile_seconds"] > 0]
+    warmed = [r for r in df.attrs["cells"] if r["compile_seconds"] > 0]
     assert len(warmed) == len(cells_per_worker)
 
 
@@ -300,7 +306,7 @@ def test_timing_notes_from_cell_records():
 
 def test_workers_use_the_compile_mode_chosen_per_model_and_method(client):
     """On CPU workers, "auto" is what the calling process chose per (model, method): XLA for AIS
-    (the registry), the measured faster mode for naive MC; the cells' records say which ran."""
+    (the registry), the rule's mode for naive MC; the cells' records say which ran."""
     from estimators import methods as registry
 
     model = LinearGaussian([[1.0, 0.5], [0.2, -0.3]], [0.0, 0.1], 0.8)
@@ -311,6 +317,6 @@ def test_workers_use_the_compile_mode_chosen_per_model_and_method(client):
     chosen = {r["method"]: r for r in df.attrs["compile_modes"]}
     ais = registry.parse("ais:steps=3").canonical
     assert chosen[ais]["source"] == "registry" and chosen[ais]["jit_compile"] is True
-    assert chosen["naive_mc"]["source"] in ("measured", "remembered")
-    modes = {r["method"]: r["jit_compile"] for r in df.attrs["compile"]}
+    assert chosen["naive_mc"]["source"].startswith("rule")
+    modes = {r["method"]: r["jit_compile"] for r in df.attrs["cells"]}
     assert modes == {method: r["jit_compile"] for method, r in chosen.items()}

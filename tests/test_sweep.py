@@ -13,7 +13,7 @@ import estimators.sweep as sweep_module
 from estimators import GaussianMixture, LinearGaussian
 from estimators.results import COLUMNS, METADATA_KEY, ResultsError, load_results, save_results
 from estimators.summary import fit_slopes, summarize
-from estimators.sweep import sweep
+from estimators.sweep import driver, sweep
 
 
 def small_models(dtype=tf.float32):
@@ -52,8 +52,8 @@ def test_tidy_table_schema_and_parquet_metadata(small_run):
     for key in ("packages", "device", "xla", "git_commit", "cpu", "python"):
         assert key in env
     assert env["packages"]["tensorflow"] == tf.__version__
-    assert len(meta["compile"]) == 2 * 2 * 2
-    assert all(r["compile_seconds"] >= 0 for r in meta["compile"])
+    assert len(meta["cells"]) == 2 * 2 * 2
+    assert all(r["compile_seconds"] >= 0 for r in meta["cells"])
     loaded = load_results(out)
     pd.testing.assert_frame_equal(loaded, df)
     assert loaded.attrs["config"] == df.attrs["config"]
@@ -96,20 +96,20 @@ class Interrupt(Exception):
 def test_resume_after_interruption_gives_identical_table(small_run, tmp_path, monkeypatch):
     models, data = small_models()
     reference, _ = small_run
-    real_compute, calls = sweep_module._compute_cell, []
+    real_compute, calls = driver.compute_cell, []
 
-    def compute_then_fail(cell, warmed):
+    def compute_then_fail(cell, given, truth):
         if len(calls) == 3:
             raise Interrupt("simulated kill after 3 cells")
         calls.append(cell.cell_id)
-        return real_compute(cell, warmed)
+        return real_compute(cell, given, truth)
 
-    monkeypatch.setattr(sweep_module, "_compute_cell", compute_then_fail)
+    monkeypatch.setattr(driver, "compute_cell", compute_then_fail)
     with pytest.raises(Interrupt):
         sweep(models, data=data, out=tmp_path, progress=False, seed=5, **SMALL)
     assert len(list((tmp_path / "cells").glob("*.parquet"))) == 3
     assert not (tmp_path / "results.parquet").exists()
-    monkeypatch.setattr(sweep_module, "_compute_cell", real_compute)
+    monkeypatch.setattr(driver, "compute_cell", real_compute)
 
     resumed = sweep(models, data=data, out=tmp_path, progress=False, seed=5, **SMALL)
     assert resumed.attrs["run"]["loaded_cells"] == 3
@@ -184,7 +184,7 @@ def test_rerun_with_a_subset_keeps_every_finished_cell(small_run, tmp_path):
     pd.testing.assert_frame_equal(subset, reference)  # every cell, in the first run's order
     pd.testing.assert_frame_equal(load_results(tmp_path), reference)
     assert subset.attrs["config"]["models"] == ["lg", "gmm"]
-    assert len(subset.attrs["compile"]) == 8
+    assert len(subset.attrs["cells"]) == 8
     # A new model with the same settings joins the others.
     extra = sweep(
         {"lg2": models["lg"]},
@@ -275,8 +275,31 @@ def test_measure_picks_the_faster_mode():
     assert timings["xla_seconds"] > 5 * timings["graph_seconds"]
 
 
-def test_auto_chooses_per_model_and_method_remembers_and_resumes(tmp_path, monkeypatch):
-    """On CPU, "auto" runs each (model, method) in its measured mode (here forced: graph for
+def test_auto_follows_the_rule_with_no_clock(tmp_path, monkeypatch):
+    """On CPU, "auto" takes each (model, method)'s mode from ``compile_mode.rule``, measuring
+    nothing: graph mode for importance sampling on the small GMM, XLA for the ELBO and for the
+    linear-Gaussian; two fresh cache folders give identical tables."""
+    from estimators import compile_mode
+
+    monkeypatch.setattr(compile_mode, "measure", lambda call: pytest.fail("measured"))
+    models, data = small_models()
+    runs = []
+    for cache in ("a", "b"):
+        monkeypatch.setenv("ESTIMATORS_CACHE", str(tmp_path / cache))
+        runs.append(sweep(models, ["naive_mc", "elbo"], [4], 2, data, progress=False))
+    chosen = {(r["model"], r["method"]): r["jit_compile"] for r in runs[0].attrs["compile_modes"]}
+    assert chosen == {
+        ("lg", "naive_mc"): True,
+        ("lg", "elbo"): True,
+        ("gmm", "naive_mc"): False,
+        ("gmm", "elbo"): True,
+    }
+    assert {r["source"].split(":")[0] for r in runs[0].attrs["compile_modes"]} == {"rule"}
+    pd.testing.assert_frame_equal(runs[0].drop(columns="seconds"), runs[1].drop(columns="seconds"))
+
+
+def test_timed_chooses_per_model_and_method_remembers_and_resumes(tmp_path, monkeypatch):
+    """On CPU, "timed" runs each (model, method) in its measured mode (here forced: graph for
     naive MC, XLA for posterior-IS); a second run remembers the choice without measuring; a
     resumed folder keeps its cells' modes; an unreadable choices file is measured again."""
     from estimators import compile_mode
@@ -300,29 +323,30 @@ def test_auto_chooses_per_model_and_method_remembers_and_resumes(tmp_path, monke
     models, data = small_models()
     lg = {"lg": models["lg"]}, {"lg": data["lg"]}
     out = tmp_path / "run"
-    first = sweep(*lg[:1], ["naive_mc", "posterior_is"], [1, 8], 2, lg[1], out=out, progress=False)
+    timed = dict(progress=False, jit_compile="timed")
+    first = sweep(*lg[:1], ["naive_mc", "posterior_is"], [1, 8], 2, lg[1], out=out, **timed)
     assert first.attrs["config"]["jit_compile"] == sweep_module.PER_METHOD
     chosen = {r["method"]: (r["jit_compile"], r["source"]) for r in first.attrs["compile_modes"]}
     assert chosen == {"naive_mc": (False, "measured"), "posterior_is": (True, "measured")}
-    ran = {(r["method"], r["jit_compile"]) for r in first.attrs["compile"]}
+    ran = {(r["method"], r["jit_compile"]) for r in first.attrs["cells"]}
     assert ran == {("naive_mc", False), ("posterior_is", True)}
     assert len(measured) == 2
 
-    again = sweep(*lg[:1], ["naive_mc", "posterior_is"], [1, 8], 2, lg[1], progress=False)
+    again = sweep(*lg[:1], ["naive_mc", "posterior_is"], [1, 8], 2, lg[1], **timed)
     assert {r["source"] for r in again.attrs["compile_modes"]} == {"remembered"}
     assert len(measured) == 2
     pd.testing.assert_frame_equal(
         first.drop(columns="seconds"), again.drop(columns="seconds"), check_like=True
     )
 
-    resumed = sweep(*lg[:1], ["naive_mc"], [1, 8, 16], 2, lg[1], out=out, progress=False)
+    resumed = sweep(*lg[:1], ["naive_mc"], [1, 8, 16], 2, lg[1], out=out, **timed)
     assert resumed.attrs["compile_modes"][0]["source"] == "results folder"
-    modes = {(r["method"], r["num_samples"], r["jit_compile"]) for r in resumed.attrs["compile"]}
+    modes = {(r["method"], r["num_samples"], r["jit_compile"]) for r in resumed.attrs["cells"]}
     assert ("naive_mc", 16, False) in modes  # the new cell, in the folder's mode
     assert {m for method, _, m in modes if method == "naive_mc"} == {False}
 
     compile_mode.choices_path().write_text("{not json")
-    sweep(*lg[:1], ["naive_mc"], [1], 2, lg[1], progress=False)
+    sweep(*lg[:1], ["naive_mc"], [1], 2, lg[1], **timed)
     assert len(measured) == 3
 
 
@@ -338,4 +362,4 @@ def test_explicit_compile_mode_measures_nothing():
         progress=False,
     )
     assert df.attrs["compile_modes"] == []
-    assert {r["jit_compile"] for r in df.attrs["compile"]} == {False}
+    assert {r["jit_compile"] for r in df.attrs["cells"]} == {False}
