@@ -293,7 +293,10 @@ def _merged_attrs(attrs, order, merged, frames):
         num_points={m: int(points[m]) for m in order["models"] if m in models},
         cell_fingerprints={
             **record.config.cell_fingerprints,
-            **{c.cell_id: frame.attrs.get("fingerprint") for c, frame in zip(kept, frames)},
+            **{
+                c.cell_id: frame.attrs.get("fingerprint")
+                for c, frame in zip(kept, frames, strict=True)
+            },
         },
     )
     return replace(
