@@ -5,7 +5,7 @@
                    [--verbose] [--workers N | --scheduler tcp://HOST:PORT]
     estimators report RESULTS_DIR
     estimators compare OLD_DIR NEW_DIR [--metric rmse] [--threshold 1.5] [--alpha 0.01]
-                       [--format table|markdown|csv|json] [--fail-on-regression]
+                       [--format table|markdown|html|csv|json] [--fail-on-regression]
     estimators train NAME [--out DIR] [--epochs N] [--seed S] [--no-evaluate] [--quiet] [--verbose]
     estimators list
 
@@ -31,7 +31,7 @@ from estimators import presets
 from estimators.distributed import ClusterError
 from estimators.environment import device_line, environment_info, quiet_tensorflow
 from estimators.manifests import available_models, manifest
-from estimators.results import ResultsError, load_results
+from estimators.results import ResultsError, load_results, run_record
 from estimators.tables import format_value, plain_table
 
 app = typer.Typer(
@@ -44,7 +44,7 @@ console = Console()
 errors = Console(stderr=True)
 
 USAGE_ERROR, RESULTS_ERROR = 2, 1
-COMPARE_FORMATS = ("table", "markdown", "csv", "json")
+COMPARE_FORMATS = ("table", "markdown", "html", "csv", "json")
 
 
 def _fail(message, code):
@@ -258,7 +258,7 @@ def compare(
     output_format: str = typer.Option(
         "table",
         "--format",
-        help="table (rich on a terminal, plain text otherwise) | markdown | csv | json",
+        help="table (rich on a terminal, plain text otherwise) | markdown | html | csv | json",
     ),
     fail_on_regression: bool = typer.Option(False, help="exit 1 when the metric regresses"),
 ):
@@ -281,7 +281,7 @@ def compare(
             USAGE_ERROR,
         )
     old, new = _load(old_dir), _load(new_dir)
-    mismatch = timing_mismatch(old.attrs, new.attrs)
+    mismatch = timing_mismatch(run_record(old), run_record(new))
     if mismatch:  # on stderr: stdout stays the table (or the markdown, csv, json asked for)
         errors.print(f"warning: {mismatch}", highlight=False, soft_wrap=True)
     try:
@@ -407,14 +407,14 @@ def _write_report(df, folder, write_report):
 
 
 def _print_findings(summary):
-    """The verdicts and slopes, for the terminal."""
-    from estimators.report import display_names
-    from estimators.summary import fit_slopes, verdicts
+    """The verdicts and slopes of a ``Summary`` (computed there, once), for the terminal."""
+    from estimators.summary import display_names
 
-    summary = display_names(summary)
-    for model, text in verdicts(summary).items():
+    for model, text in summary.verdicts.items():
         console.print(f"[bold]{model}[/bold]: {text}", highlight=False)
-    slopes = fit_slopes(summary)[["model", "method", "variance_slope", "bias_slope", "note"]]
+    slopes = display_names(summary.slopes)[
+        ["model", "method", "variance_slope", "bias_slope", "note"]
+    ]
     console.print("\nlog-log slopes against M (upper half of the M range; IS expects -1):")
     console.print(
         slopes.to_string(index=False, float_format="{:.2f}".format), highlight=False, soft_wrap=True

@@ -41,7 +41,10 @@ regresses when its relative ratio exceeds ``threshold`` and its p-value is at mo
 This catches a change that slows some methods or models; a shift shared by every pair (another
 machine, a busier one, or a change that slows everything alike) cannot be told from noise with
 two runs: it is reported (``Comparison.time_shift``), not flagged. It needs at least 4 pairs.
-Pure numpy/pandas and scipy: no TensorFlow.
+The cells are ``estimators.summary.cells.Cell`` grids and the metrics those of ``summarize``
+(``summary.cells.metric``). ``document`` lays the comparison out with the report's section
+types, so ``render(result, "markdown" | "html")`` uses the report's renderers. Pure numpy/pandas
+and scipy: no TensorFlow, no matplotlib.
 """
 
 from dataclasses import dataclass
@@ -51,10 +54,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from estimators.report.document import Bullets, Document, Section, Table
+from estimators.report.html import render_html
+from estimators.report.markdown import render_markdown
 from estimators.results import ResultsError
+from estimators.summary.cells import CELL, PAIR, split_cells
+from estimators.summary.cells import metric as cell_metric
 
-CELL = ["model", "method", "num_samples"]
-PAIR = ["model", "method"]
 METRICS = {"abs_bias": "|bias|", "variance": "variance", "rmse": "rmse", "seconds": "seconds"}
 ACCURACY_METRICS = ("abs_bias", "variance", "rmse")
 THRESHOLD = 1.5
@@ -167,46 +173,20 @@ def compare(
 # --------------------------------------------------------------------------- cells
 
 
-class _Cell:
-    """One run's estimates of a cell: estimates [N, R], truths [N], truth SEs [N], seconds."""
-
-    def __init__(self, key, point, repeat, estimate, truth, truth_se, seconds):
-        points, point_index = np.unique(point, return_inverse=True)
-        repeats, repeat_index = np.unique(repeat, return_inverse=True)
-        self.estimates = np.full((points.size, repeats.size), np.nan)
-        self.estimates[point_index, repeat_index] = estimate
-        if np.isnan(self.estimates).any():
-            raise ResultsError(
-                f"cell {'/'.join(map(str, key))} lacks some (point, repeat) estimates"
-            )
-        self.truth = np.empty(points.size)
-        self.truth[point_index] = truth
-        self.truth_se = np.empty(points.size)
-        self.truth_se[point_index] = truth_se
-        self.seconds = float(np.mean(seconds))
-        self.shape = self.estimates.shape
-
-    @property
-    def errors(self):
-        return self.estimates - self.truth[:, None]
-
-
 def _cells(df):
-    """{(model, method, M): _Cell} in the table's order."""
-    columns = {
-        c: df[c].to_numpy() for c in ("point", "repeat", "estimate", "truth", "truth_se", "seconds")
-    }
-    return {
-        key: _Cell(key, *(values[rows] for values in columns.values()))
-        for key, rows in df.groupby(CELL, sort=False).indices.items()
-    }
+    """{(model, method, M): Cell} in the table's order; ResultsError for a missing estimate."""
+    cells = split_cells(df)
+    for cell in cells.values():
+        if np.isnan(cell.estimates).any():
+            raise ResultsError(f"cell {cell.name} lacks some (point, repeat) estimates")
+    return cells
 
 
 def _cell_row(key, old, new):
     row = dict(zip(CELL, key, strict=True))
     for name in METRICS:
-        a = old.seconds if name == "seconds" else float(_metric(name, old.errors))
-        b = new.seconds if name == "seconds" else float(_metric(name, new.errors))
+        a = old.seconds if name == "seconds" else float(cell_metric(name, old.errors))
+        b = new.seconds if name == "seconds" else float(cell_metric(name, new.errors))
         row.update({f"{name}_old": a, f"{name}_new": b, f"{name}_ratio": _ratio(b, a)})
     return row
 
@@ -217,21 +197,14 @@ def _ratio(new, old):
     return 1.0 if new == old else np.inf
 
 
-def _metric(name, errors):
-    """|bias|, variance or RMSE of errors [..., N, R] over the last two axes (as ``summarize``)."""
-    if name == "abs_bias":
-        return np.abs(errors.mean(axis=(-2, -1)))
-    if name == "variance":
-        return errors.var(axis=-1, ddof=1).mean(axis=-1)
-    return np.sqrt(np.mean(errors**2, axis=(-2, -1)))
-
-
 # --------------------------------------------------------------------------- accuracy
 
 
 def _permutation_test(key, cells, metric, atol, threshold, pair_alpha, rng):
     """Ratio and permutation p-value of one (model, method) pair; see the module docstring."""
-    observed = np.array([[_metric(metric, o.errors), _metric(metric, n.errors)] for o, n in cells])
+    observed = np.array(
+        [[cell_metric(metric, o.errors), cell_metric(metric, n.errors)] for o, n in cells]
+    )
     used = observed.max(axis=1) > atol
     row = {"model": key[0], "method": key[1], "cells": int(used.sum())}
     if not used.any():  # every cell at round-off in both runs
@@ -273,8 +246,8 @@ def _relabelled_log_ratios(old, new, metric, atol, batch, rng):
     r_old = old.shape[1]
     errors_old = shuffled[..., :r_old] - truth_old[..., None]
     errors_new = shuffled[..., r_old:] - truth_new[..., None]
-    return np.log(np.maximum(_metric(metric, errors_new), atol)) - np.log(
-        np.maximum(_metric(metric, errors_old), atol)
+    return np.log(np.maximum(cell_metric(metric, errors_new), atol)) - np.log(
+        np.maximum(cell_metric(metric, errors_old), atol)
     )
 
 
@@ -377,7 +350,7 @@ def _verdict(row, threshold, pair_alpha):
 
 # --------------------------------------------------------------------------- text
 
-RENDER_FORMATS = ("plain", "markdown", "csv", "json")
+RENDER_FORMATS = ("plain", "markdown", "html", "csv", "json")
 
 
 def cell_table(result: Comparison) -> pd.DataFrame:
@@ -433,8 +406,9 @@ def conclusion(result: Comparison) -> list[str]:
 
 
 def render(result: Comparison, fmt: str, title: str = "") -> str:
-    """The whole comparison as text: plain or markdown (tables and conclusion), csv (one row per
-    cell, with its pair's verdict), json (everything, for tools)."""
+    """The whole comparison as text: plain, markdown or html (tables and conclusion; markdown
+    and html by the report's renderers), csv (one row per cell, with its pair's verdict), json
+    (everything, for tools)."""
     from estimators import tables
 
     if fmt == "csv":
@@ -462,22 +436,21 @@ def render(result: Comparison, fmt: str, title: str = "") -> str:
         )
     if fmt not in RENDER_FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(RENDER_FORMATS)}")
-    lines = conclusion(result)
     if fmt == "markdown":
-        head = [f"### {title}", ""] if title else []
-        return "\n".join(
-            head
-            + [
-                tables.markdown_table(cell_table(result)),
-                "",
-                tables.markdown_table(pair_table(result)),
-                "",
-            ]
-            + [f"- {line}" for line in lines]
-        )
+        return render_markdown(document(result, title))
+    if fmt == "html":
+        return render_html(document(result, title))
     head = [title, ""] if title else []
     return "\n".join(
         head
         + [tables.plain_table(cell_table(result)), "", tables.plain_table(pair_table(result)), ""]
-        + lines
+        + conclusion(result)
     )
+
+
+def document(result: Comparison, title: str = "") -> Document:
+    """The comparison in the report's section types: one section (headed ``title``, level 3 to
+    sit inside a pull-request comment) with the side-by-side cells, the pairs and the
+    conclusion."""
+    blocks = [Table(cell_table(result)), Table(pair_table(result)), Bullets(conclusion(result))]
+    return Document("", [Section(title or None, blocks, level=3)])

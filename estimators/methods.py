@@ -115,6 +115,9 @@ class Method:
     # What the outer layers ask of a method, so that none of them tests a method's name:
     sandwich_side: str | None = None  # "lower" (ais) / "upper" (bdmc): the BDMC sandwich's sides
     fixed_proposal: bool = False  # q(z) ignores x, fitted once per data set (the sweep builds it)
+    # The textbook importance sampler a report compares models by: "prior" (z ~ p(z)) or
+    # "posterior" (z ~ the exact or amortized q(z|x)); None for every other method.
+    baseline_role: str | None = None
 
     @property
     def is_bound(self):
@@ -374,6 +377,7 @@ REGISTRY = {
             _IS,
             STOCHASTIC_LOWER,
             in_presets=True,
+            baseline_role="prior",
         ),
         Method(
             "prior_is",
@@ -392,6 +396,7 @@ REGISTRY = {
             STOCHASTIC_LOWER,
             needs=(NEEDS_POSTERIOR,),
             in_presets=True,
+            baseline_role="posterior",
         ),
         Method(
             "elbo",

@@ -1,11 +1,13 @@
 """The bidirectional Monte Carlo sandwich: forward AIS below log p(x), reverse AIS above.
 
-Pure pandas (no TensorFlow). For every model and every pair of ``ais`` and ``bdmc`` cells that
-share their options (the same path: start, schedule, steps T, leapfrog steps, step sizes) and K,
-per data point n over the R repeats:
+Pure pandas (no TensorFlow). The registry says which methods are the two sides
+(``Method.sandwich_side``: "lower" for forward AIS, "upper" for reverse AIS from exact posterior
+draws). For every model and every pair of lower and upper cells that share their options (the
+same path: start, schedule, steps T, leapfrog steps, step sizes) and K, per data point n over the
+R repeats:
 
-    lower_n = mean_r ais_nr      E[lower_n] <= log p(x_n)   (Jensen: ais is unbiased for p)
-    upper_n = mean_r bdmc_nr     E[upper_n] >= log p(x_n)   (bdmc is unbiased for 1/p)
+    lower_n = mean_r lower_nr    E[lower_n] <= log p(x_n)   (Jensen: unbiased for p)
+    upper_n = mean_r upper_nr    E[upper_n] >= log p(x_n)   (unbiased for 1/p)
     width_n = upper_n - lower_n  >= 0 in expectation: a certified bound on the error of both
 
 A reference truth_n (exact, quadrature or a high-budget estimate with its own SE) lies *inside*
@@ -19,7 +21,7 @@ import pandas as pd
 from estimators import methods as registry
 
 SANDWICH_K = 3.0
-BOUNDS = {"ais": "lower", "bdmc": "upper"}  # the two sides of the sandwich
+SIDES = ("lower", "upper")
 COLUMNS = [
     "model",
     "path",
@@ -38,15 +40,22 @@ COLUMNS = [
 ]
 
 
+def sides() -> dict[str, str]:
+    """{"lower": method name, "upper": method name}: the registry's two sides of the sandwich."""
+    return {m.sandwich_side: m.name for m in registry.REGISTRY.values() if m.sandwich_side}
+
+
 def _path(method):
-    """(name, path options without steps, steps) of an ais/bdmc spec, or None for others."""
+    """(side, path options without steps, steps) of a sandwich method's spec; None for others."""
     spec = registry.parse(method)
-    if spec.name not in BOUNDS:
+    side = spec.method.sandwich_side
+    if side is None:
         return None
     steps = spec.kwargs["steps"]
-    path = registry.label(registry.parse(spec.name, **{**spec.kwargs, "steps": 100}))
+    default_steps = spec.method.option("steps").default
+    path = registry.label(registry.parse(spec.name, **{**spec.kwargs, "steps": default_steps}))
     path = path.partition(":")[2] or "default path"  # the non-default options but T
-    return spec.name, path, steps
+    return side, path, steps
 
 
 def sandwich_table(df):
@@ -55,12 +64,12 @@ def sandwich_table(df):
     for method in df["method"].unique():
         path = _path(method)
         if path is not None:
-            labelled.append({"method": method, "bound": path[0], "path": path[1], "steps": path[2]})
+            labelled.append({"method": method, "side": path[0], "path": path[1], "steps": path[2]})
     if not labelled:
         return pd.DataFrame(columns=COLUMNS)
     cells = df.merge(pd.DataFrame(labelled), on="method")
     per_point = (
-        cells.groupby(["model", "path", "steps", "num_samples", "bound", "point"])
+        cells.groupby(["model", "path", "steps", "num_samples", "side", "point"])
         .agg(
             mean=("estimate", "mean"),
             sd=("estimate", "std"),
@@ -73,17 +82,17 @@ def sandwich_table(df):
     per_point["se"] = per_point["sd"] / np.sqrt(per_point["repeats"])
     wide = per_point.pivot_table(
         index=["model", "path", "steps", "num_samples", "point"],
-        columns="bound",
+        columns="side",
         values=["mean", "se", "truth", "truth_se"],
     )
-    if "ais" not in wide["mean"] or "bdmc" not in wide["mean"]:
+    if any(side not in wide["mean"] for side in SIDES):
         return pd.DataFrame(columns=COLUMNS)
-    wide = wide.dropna(subset=[("mean", "ais"), ("mean", "bdmc")])
+    wide = wide.dropna(subset=[("mean", side) for side in SIDES])
     rows = []
     for key, group in wide.groupby(level=["model", "path", "steps", "num_samples"]):
-        lower, upper = group[("mean", "ais")], group[("mean", "bdmc")]
-        lower_se, upper_se = group[("se", "ais")], group[("se", "bdmc")]
-        truth, truth_se = group[("truth", "ais")], group[("truth_se", "ais")]
+        lower, upper = group[("mean", "lower")], group[("mean", "upper")]
+        lower_se, upper_se = group[("se", "lower")], group[("se", "upper")]
+        truth, truth_se = group[("truth", "lower")], group[("truth_se", "lower")]
         inside = (lower - SANDWICH_K * lower_se <= truth + SANDWICH_K * truth_se) & (
             truth - SANDWICH_K * truth_se <= upper + SANDWICH_K * upper_se
         )
@@ -107,6 +116,7 @@ def sandwich_table(df):
 
 def sandwich_verdicts(table):
     """{model: sentence} on the final (largest T, then K) sandwich of each model and path."""
+    names = sides()
     texts = {}
     for (model, path), rows in table.groupby(["model", "path"], sort=False):
         final = rows.sort_values(["steps", "num_samples"]).iloc[-1]
@@ -118,7 +128,7 @@ def sandwich_verdicts(table):
         )
         text = (
             f"at T = {final['steps']}, K = {final['num_samples']} ({path}) the sandwich "
-            f"[ais, bdmc] is {final['width']:.3g} nats wide on average (lower bound "
+            f"[{names['lower']}, {names['upper']}] is {final['width']:.3g} nats wide on average (lower bound "
             f"{final['lower']:+.3g}, upper {final['upper']:+.3g} nats from the reference); "
             f"{status} (within {SANDWICH_K:g} SE of the sandwich and the reference)."
         )

@@ -14,10 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from test_summary import with_record
 from typer.testing import CliRunner
 
 from estimators.cli import app
-from estimators.comparison import compare, render, timing_p_values
+from estimators.comparison import compare, document, render, timing_p_values
+from estimators.report.document import Bullets, Table
 from estimators.results import ResultsError, save_results
 
 MODELS = ("a", "b", "c", "d")
@@ -211,11 +213,25 @@ def test_every_format_carries_full_names():
     assert {p["method"] for p in data["pairs"]} == set(METHODS)
 
 
+def test_markdown_and_html_are_the_reports_renderers_of_one_document():
+    result = compare(simulated_run(0), simulated_run(1, error_scale={"m1": 3.0}))
+    (section,) = document(result, "old -> new").sections
+    assert section.heading == "old -> new" and section.level == 3
+    tables, bullets = section.blocks[:2], section.blocks[2]
+    assert all(isinstance(t, Table) for t in tables) and isinstance(bullets, Bullets)
+    assert any(line.startswith("REGRESSION") for line in bullets.lines)
+    markdown = render(result, "markdown", "old -> new")
+    assert markdown.startswith("### old -> new") and "- REGRESSION" in markdown
+    page = render(result, "html", "old -> new")
+    assert page.startswith("<!DOCTYPE html>") and "<h3>old -&gt; new</h3>" in page
+    assert "REGRESSION" in page and page.count("<table") == 2
+
+
 @pytest.fixture
 def two_runs(tmp_path):
     old, new = tmp_path / "old", tmp_path / "new"
-    save_results(simulated_run(0), old)
-    save_results(simulated_run(1, error_scale={"m2": 3.0}), new)
+    save_results(with_record(simulated_run(0)), old)
+    save_results(with_record(simulated_run(1, error_scale={"m2": 3.0})), new)
     return old, new
 
 
@@ -242,6 +258,7 @@ def test_cli_compare_piped_is_plain_text(two_runs):
         ("json", lambda out: json.loads(out)["metric"] == "rmse"),
         ("csv", lambda out: out.startswith("model,method,num_samples,")),
         ("markdown", lambda out: "| model | method |" in out),
+        ("html", lambda out: "<table" in out and "REGRESSION" in out),
     ],
 )
 def test_cli_compare_formats(two_runs, fmt, check):
