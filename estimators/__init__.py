@@ -25,6 +25,8 @@ _EXPORTS = {
     "reference_log_marginal": "estimators.reference",
     "load_model": "estimators.zoo",
     "load_data": "estimators.data",
+    "summarize": "estimators.summary",
+    "Summary": "estimators.summary",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -269,3 +269,12 @@ def test_cli_compare_formats(two_runs, fmt, check):
     assert result.exit_code == 1 and check(result.stdout), result.output
     bad = CliRunner().invoke(app, ["compare", str(old), str(new), "--format", "xml"])
     assert bad.exit_code == 2 and "unknown format" in bad.output
+
+
+def test_compare_loads_neither_tensorflow_nor_matplotlib():
+    """compare renders with the report's document types and renderers, not its figures."""
+    code = (
+        "import sys, estimators.comparison; "
+        "sys.exit('tensorflow' in sys.modules or 'matplotlib' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

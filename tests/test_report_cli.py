@@ -1,9 +1,11 @@
 """The command line and the report folder: a --quick run end to end, report, compare, errors."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+from html import escape
 
 import pandas as pd
 import pytest
@@ -28,11 +30,18 @@ def test_quick_run_writes_every_report_file(quick_run):
     out, output = quick_run
     for name in ["results.parquet", "summary.csv", "report.md", "report.html", *FIGURES]:
         assert (out / name).stat().st_size > 0, name
-    for name in FIGURES:
-        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    figures = sorted(out.glob("*.png"))
+    assert set(FIGURES) <= {f.name for f in figures}
+    for figure in figures:
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == len(FIGURES)  # self-contained
+    assert html.count("data:image/png;base64,") == len(figures)  # self-contained
     markdown = (out / "report.md").read_text()
+    # One document, two renderers: every markdown heading is an HTML heading too.
+    headings = [line.lstrip("#").strip() for line in markdown.splitlines() if line[:2] == "##"]
+    assert len(headings) >= 8
+    for heading in headings:
+        assert re.search(rf"<h[23]>{re.escape(escape(heading))}</h[23]>", html), heading
     for model in ("gmm", "linear_gaussian", "infinite_mixture"):
         assert f"**{model}**" in markdown and model in output
     assert "## Verdicts" in markdown and ("XLA" in markdown or "graph" in markdown)
@@ -49,6 +58,7 @@ def test_quick_run_writes_every_report_file(quick_run):
         "compile_seconds",
         "bias_slope",
         "variance_slope",
+        "se",
     } <= set(summary)
     assert len(summary) == 3 * 4 * 3  # models x methods x M (quick: 1, 4, 16)
     assert load_results(out).attrs["config"]["quick"] is True

@@ -154,7 +154,7 @@ def coverage_table(coverage: pd.DataFrame) -> pd.DataFrame:
 
 def left_out_lines(left_out: pd.DataFrame) -> list[str]:
     return [
-        f"{row.model} / {registry.label(row.method)} (M = {row.num_samples}): {row.reason}"
+        f"{registry.label(row.method)} at M = {row.num_samples} ({row.model}): {row.reason}"
         for row in left_out.itertuples()
     ]
 

@@ -9,11 +9,11 @@ from estimators.environment import device_line
 from estimators.record import RunRecord
 
 COMPILE_MODE_NOTE = (
-    "On CPU neither XLA nor graph mode wins everywhere, so each (model, method) ran in the mode "
-    "whose warm call was faster at the probe M (measured once per machine and remembered; a "
-    "resumed folder keeps its cells' mode; AIS, BDMC and SMC always use XLA). The two modes draw "
-    "different random streams from one seed: pin one with --xla or --no-xla to compare runs "
-    "number by number across machines."
+    "On CPU each (model, method) runs in XLA or graph mode: by a fixed rule ('chosen by' says "
+    "which part of it; AIS, BDMC and SMC always use XLA), or, with --timed-compile, in the mode "
+    "whose warm call was faster at the probe M (measured once per machine and remembered); a "
+    "resumed folder keeps its cells' mode. The two modes draw different random streams from one "
+    "seed: pin one with --xla or --no-xla to compare runs number by number across machines."
 )
 
 

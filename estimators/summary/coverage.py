@@ -12,8 +12,8 @@ where it has none). Per cell (model, method, M), over its estimates with an ``se
                 deviation of the estimates across the repeats, divided by c_R = E[sigma / s]
                 for R normal draws (c_R = sqrt(k/2) Gamma((k-1)/2) / Gamma(k/2), k = R - 1:
                 1.38 at R = 4, 1.04 at R = 20), then averaged over points. 1: the se is the
-                spread; 0.5: half of it. Needs R >= 3 repeats; points with no spread (exact) are
-                left out.
+                spread; 0.5: half of it. Needs R >= 3 repeats; points whose spread is at
+                round-off (SD <= sqrt(ROUNDOFF_VARIANCE): an exact method) are left out.
     by k-hat  the same coverage over the estimates whose Pareto k-hat is at most, and above,
                 ``khat_threshold(M)``: whether the error bars fail where k-hat warns.
 
@@ -35,7 +35,7 @@ from scipy import special, stats
 
 from estimators.summary.cells import CELL, Cell, method_of
 from estimators.summary.diagnostics import khat_threshold
-from estimators.summary.slopes import ROUNDOFF_BIAS
+from estimators.summary.slopes import ROUNDOFF_BIAS, ROUNDOFF_VARIANCE
 
 NOMINAL = 0.95
 Z = float(stats.norm.ppf(0.5 + NOMINAL / 2))  # 1.96
@@ -79,7 +79,7 @@ def binomial_interval(covered, total, confidence=CONFIDENCE):
 
 def coverage_table(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(coverage, left_out): one row per scored cell (``COVERAGE_COLUMNS``), and one per
-    (model, method, reason) left out, with the M values it concerns (``LEFT_OUT_COLUMNS``)."""
+    (method, reason, M values) left out, with the models it concerns (``LEFT_OUT_COLUMNS``)."""
     rows, left_out = [], []
     has_se = "se" in df
     for key, cell_rows in df.groupby(CELL, sort=False):
@@ -164,7 +164,7 @@ def _se_ratio(estimates, se):
     values = np.where(known, estimates, np.nan)[usable]
     sd = np.nanstd(values, axis=1, ddof=1)
     mean_se = np.nanmean(np.where(known, se, np.nan)[usable], axis=1)
-    spread = sd > 0
+    spread = sd > np.sqrt(ROUNDOFF_VARIANCE)
     if not spread.any():
         return np.nan
     ratio = mean_se[spread] / sd[spread] / inverse_sd_factor(repeats[usable][spread])
@@ -178,11 +178,20 @@ def inverse_sd_factor(repeats):
 
 
 def _collapse(left_out):
-    """One row per (model, method, reason), its M values joined: '1, 4, 16'."""
+    """One row per (method, reason, M values), its models joined ('gmm, lg'); M values joined
+    ('1, 4, 16'): one line for what every model shares."""
     if left_out.empty:
         return left_out
-    grouped = left_out.groupby(["model", "method", "reason"], sort=False)["num_samples"]
-    table = grouped.agg(lambda ms: ", ".join(map(str, sorted(ms)))).reset_index()
+    per_pair = (
+        left_out.groupby(["model", "method", "reason"], sort=False)["num_samples"]
+        .agg(lambda ms: ", ".join(map(str, sorted(ms))))
+        .reset_index()
+    )
+    table = (
+        per_pair.groupby(["method", "reason", "num_samples"], sort=False)["model"]
+        .agg(", ".join)
+        .reset_index()
+    )
     return table[LEFT_OUT_COLUMNS]
 
 
