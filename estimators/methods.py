@@ -303,7 +303,6 @@ def table():
 
 # --------------------------------------------------------------------------- the registry
 
-_IS = "estimators.algorithms.importance"
 # Chains per chunk for AIS/BDMC: K rounded up to a multiple of this runs (the overhang masked).
 ANNEALING_CHUNK = 8
 PSIS_MIN_SAMPLES = 21  # the smallest M whose Pareto tail ceil(min(M/5, 3 sqrt(M))) has 5 weights
@@ -374,7 +373,7 @@ REGISTRY = {
         Method(
             "naive_mc",
             "importance sampling from the prior: q = p(z), log w = log p(x|z)",
-            _IS,
+            "estimators.algorithms.naive_mc",
             STOCHASTIC_LOWER,
             in_presets=True,
             baseline_role="prior",
@@ -383,7 +382,7 @@ REGISTRY = {
             "prior_is",
             "importance sampling from a fixed q(z) that ignores x (default: a Gaussian "
             "moment-matched to the aggregate posterior)",
-            _IS,
+            "estimators.algorithms.prior_is",
             STOCHASTIC_LOWER,
             in_presets=True,
             fixed_proposal=True,
@@ -392,7 +391,7 @@ REGISTRY = {
             "posterior_is",
             "importance sampling from p(z|x) where exact, else the amortized "
             "q(z|x) (the IWAE bound)",
-            _IS,
+            "estimators.algorithms.posterior_is",
             STOCHASTIC_LOWER,
             needs=(NEEDS_POSTERIOR,),
             in_presets=True,
@@ -401,7 +400,7 @@ REGISTRY = {
         Method(
             "elbo",
             "mean log weight under the posterior_is proposal",
-            _IS,
+            "estimators.algorithms.elbo",
             LOWER,
             returns="ELBO",
             needs=(NEEDS_POSTERIOR,),

@@ -296,7 +296,7 @@ def test_amortized_posterior_is_used_by_default():
         ),
         (
             dict(method="naive_mc", proposal=tfd.MultivariateNormalDiag(tf.zeros(2), tf.ones(2))),
-            "prior_is instead",
+            "fixed proposal instead",
         ),
         (
             dict(

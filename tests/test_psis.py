@@ -215,12 +215,12 @@ def test_every_importance_sampler_reports_khat_with_diagnostics(method):
     log_p, diag = estimate(
         LG, x, method, 64, seed=1, proposal=proposal, return_diagnostics=True, jit_compile=False
     )
-    assert set(diag) == {"ess", "khat"}
+    assert set(diag) == {"ess", "khat", "se"}
     assert np.all(np.isfinite(diag["khat"].numpy())) and np.all(np.isfinite(log_p.numpy()))
     _, diag = estimate(
         LG, x, "elbo", 64, seed=1, proposal=NARROW, return_diagnostics=True, jit_compile=False
     )
-    assert set(diag) == {"ess"}
+    assert set(diag) == {"ess", "se"}
 
 
 def test_plain_calls_keep_no_running_top_and_capacities_share_functions():
@@ -291,11 +291,13 @@ def test_jackknife_matches_the_leave_one_out_formula_even_with_a_dominant_weight
         tf.reduce_logsumexp(log_w, axis=0),
         tf.reduce_logsumexp(2 * log_w, axis=0),
         tf.reduce_sum(log_w, axis=0),
+        tf.zeros([4], tf.float64),  # the delta-method se: the jackknife reports its own
+        None,
         None,
         None,
         state,
     )
-    got, _ = jackknife_iwae.finish(stats)
+    got, diagnostics = jackknife_iwae.finish(stats)
     w = np.exp(log_w - log_w.max(axis=0))
     leave_out = np.array(
         [[np.log(np.sum(np.delete(w[:, j], i))) for i in range(num_samples)] for j in range(4)]
@@ -306,6 +308,11 @@ def test_jackknife_matches_the_leave_one_out_formula_even_with_a_dominant_weight
     )
     np.testing.assert_allclose(got.numpy(), want, atol=1e-9)
     assert got.numpy()[3] == pytest.approx(-2.0, abs=1e-12)
+    # The jackknife SE: sqrt((M - 1)/M sum_i (L_(-i) - mean_i L_(-i))^2), summed directly.
+    spread = np.sum((leave_out - leave_out.mean(axis=0)) ** 2, axis=0)
+    want_se = np.sqrt((num_samples - 1) / num_samples * spread)
+    np.testing.assert_allclose(diagnostics["se"].numpy(), want_se, rtol=1e-6, atol=1e-9)
+    assert diagnostics["se"].numpy()[3] == 0.0
 
 
 def test_jackknife_removes_most_of_the_iwae_bias():

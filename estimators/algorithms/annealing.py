@@ -69,8 +69,8 @@ def run(spec, model, x, num_chains, seed, context, reverse=False):
         args += (
             context.posterior_samples if given else tf.zeros([0, model.latent_dim], model.dtype),
         )
-    log_mean_w, ess, accept, step_size, khat = fn(*args)
-    diagnostics = {"ess": ess, "accept": accept, "step_size": step_size}
+    log_mean_w, ess, accept, step_size, khat, se = fn(*args)
+    diagnostics = {"ess": ess, "accept": accept, "step_size": step_size, "se": se}
     if context.diagnostics:
         diagnostics["khat"] = khat
     return log_mean_w, diagnostics
@@ -210,31 +210,26 @@ def compiled_annealer(
 
         measured_policy, final_step = step_sizes(x, n, num_steps, num_chains, seed, anneal)
         num_chunks = (num_chains + chunk_size - 1) // chunk_size
-        m0, s0 = logspace.empty(n, dtype)
 
-        def chunk(i, m1, s1, m2, s2, accept_sum, last_state, top):
+        def chunk(i, sums, accept_sum, last_state, top):
             chunk_seed = tf.random.experimental.stateless_fold_in(seed, i, alg=sampling.RNG_ALG)
             log_w, state, accepted = anneal(
                 chunk_size, num_steps, chunk_seed, measured_policy, final_increment=True
             )
             valid = tf.range(chunk_size) + i * chunk_size < num_chains  # the overhang: weight 0
             log_w = tf.where(valid[:, None], log_w, -np.inf)
-            m1, s1 = logspace.running_logsumexp(m1, s1, log_w)
-            m2, s2 = logspace.running_logsumexp(m2, s2, 2.0 * log_w)
+            sums = logspace.update_weight_sums(sums, log_w)
             accepted = tf.reduce_sum(tf.where(valid[:, None], accepted, 0.0), axis=0)
             if tail_capacity:
                 top = pareto.update_top(top, log_w)
-            return i + 1, m1, s1, m2, s2, accept_sum + accepted, final_step(state, valid), top
+            return i + 1, sums, accept_sum + accepted, final_step(state, valid), top
 
-        _, m1, s1, m2, s2, accept_sum, last_step, top = tf.while_loop(
+        _, sums, accept_sum, last_step, top = tf.while_loop(
             lambda i, *_: i < num_chunks,
             chunk,
             (
                 tf.constant(0),
-                m0,
-                s0,
-                m0,
-                s0,
+                logspace.empty_weight_sums(n, dtype),
                 tf.zeros([n], dtype),
                 tf.fill([n], tf.constant(initial_step, dtype)),
                 pareto.empty_top(n, tail_capacity, dtype) if tail_capacity else (),
@@ -245,14 +240,17 @@ def compiled_annealer(
             if tail_capacity
             else tf.fill([n], tf.constant(np.nan, dtype))
         )
-        log_sum_w = logspace.finish_logsumexp(m1, s1)
-        ess = logspace.kish_ess(log_sum_w, logspace.finish_logsumexp(m2, s2))
+        log_sum_w, log_sum_w2 = logspace.log_sums(sums)
+        ess = logspace.kish_ess(log_sum_w, log_sum_w2)
+        # The delta method over the K chains' independent weights (for bdmc, on 1/p: the
+        # reverse weights; -log mean has the same SE as log mean).
+        se = logspace.delta_method_se(sums, num_chains)
         log_mean_w = log_sum_w - tf.math.log(tf.cast(num_chains, dtype))
         moves = tf.cast((num_steps - 1) * num_chains, dtype)
         accept = tf.where(
             moves > 0, accept_sum / tf.maximum(moves, 1.0), tf.constant(np.nan, dtype)
         )  # no moves when T = 1
-        return (-log_mean_w if reverse else log_mean_w), ess, accept, last_step, khat
+        return (-log_mean_w if reverse else log_mean_w), ess, accept, last_step, khat, se
 
     def step_sizes(x, n, num_steps, num_chains, seed, anneal):
         """The measured run's step policy (after a pilot run for adapt=pilot) and a function

@@ -1,30 +1,25 @@
-"""Importance sampling: naive_mc, prior_is, posterior_is and elbo, one log-weight function.
+"""Importance sampling: the one streamed loop that naive_mc, prior_is, posterior_is, elbo, psis,
+defensive_is and jackknife_iwae run, each as a ``Variant`` (their own files say how they differ).
 
     z_1..z_M ~ q(z | x)
     log w_i  = log p(z_i) + log p(x | z_i) - log q(z_i | x)
-    log p^(x) = logsumexp_i log w_i - log M        (naive_mc, prior_is, posterior_is)
-    ELBO^(x)  = mean_i log w_i                     (elbo)
-    ESS(x)    = (sum_i w_i)^2 / sum_i w_i^2        (Kish), from the same running sums
-    k-hat(x)  = the Pareto tail index of the w_i   (``pareto``; with diagnostics, M >= 21)
-
-The methods differ only in the proposal q:
-    naive_mc       q = p(z) (then log w = log p(x | z))
-    prior_is       a fixed q(z) that ignores x: by default moment-matched to the aggregate posterior
-    posterior_is   q = p(z | x) where exact, else the model's amortized q_phi(z | x)
-    elbo           the same proposal as posterior_is
+    log p^(x) = logsumexp_i log w_i - log M
+    SE(log p^) ~= sd(w) / (sqrt(M) mean w)       (the delta method, ``logspace.delta_method_se``)
+    ESS(x)    = (sum_i w_i)^2 / sum_i w_i^2      (Kish), from the same running sums
+    k-hat(x)  = the Pareto tail index of the w_i (``pareto``; with diagnostics, M >= 21)
 
 Samples are drawn in chunks of ``chunk_size`` inside one ``tf.while_loop`` whose trip count is a
-tensor, with a running (max, sum-exp) logsumexp: memory is flat in M and one compiled function
-serves every M (the number of samples is a tensor argument, never a Python constant).
+tensor, with running sums of w and w^2 relative to one running max (``logspace.WeightSums``):
+memory is flat in M and one compiled function serves every M (the number of samples is a tensor
+argument, never a Python constant).
 
 k-hat needs the S + 1 largest log weights (S = ceil(min(M/5, 3 sqrt(M)))): the loop keeps a
 running top of a fixed capacity (``pareto.capacity``: the next power of two >= S + 1 and >= the
 chunk size) only when diagnostics are asked for or the method needs it (psis), so a plain call
-pays nothing for it; one compiled function then serves every M of a capacity. Other importance-sampling methods (psis,
-defensive_is, jackknife_iwae) reuse this loop through a ``Variant``: their own log weights, an
-extra streamed statistic, or their own finish.
+pays nothing for it; one compiled function then serves every M of a capacity.
 """
 
+import importlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -39,15 +34,19 @@ from estimators.models.base import as_seed, int32_scalar, model_cache
 tfd = tfp.distributions
 
 
+# Where a method's samples come from (``Variant.proposal``).
+PRIOR = "prior"  # q = p(z): log w = log p(x | z)
+FIXED = "fixed"  # a q(z) that ignores x, batch shape []: given, or fitted to the data set
+POSTERIOR_PROPOSAL = "posterior"  # q(z | x), batch shape [N]: exact, amortized or given
 PER_POINT = "per-point proposal"  # posterior_is/elbo given a distribution with batch shape [N]
 
 
 def run(spec, model, x, num_samples, seed, context, variant=None):
     """log p^(x) (or the ELBO) [N] and diagnostics {"ess": Kish ESS [N], "khat": [N] with
     ``context.diagnostics``} for the importance-sampling method ``spec``."""
-    variant = variant or PLAIN
-    q, posterior = resolve_proposal(model, x, spec.name, context.proposal)
-    reports_khat = spec.name != "elbo"
+    variant = variant or variant_of(spec)
+    q, posterior = resolve_proposal(model, x, spec.name, context.proposal, variant.proposal)
+    reports_khat = variant.reports_khat
     capacity = 0
     if variant.needs_tail or (context.diagnostics and reports_khat):
         capacity = resolve_tail_capacity(num_samples, context.chunk_size, context.tail_capacity)
@@ -96,7 +95,7 @@ def resolve_tail_capacity(num_samples, chunk_size, given=None):
 def compile_options(spec, num_samples, chunk_size):
     """The ``estimate`` keywords that pick the compiled function a diagnostics call at M runs:
     a warm-up call at a smaller M with the same options compiles the same function."""
-    if spec.name == "elbo" or num_samples < pareto.MIN_SAMPLES:
+    if num_samples < pareto.MIN_SAMPLES:
         return {}
     return {"tail_capacity": pareto.capacity(num_samples, chunk_size)}
 
@@ -115,24 +114,27 @@ def check_event(model, q, what):
         )
 
 
-def resolve_proposal(model, x, method, proposal):
+def resolve_proposal(model, x, method, proposal, kind=POSTERIOR_PROPOSAL):
     """(q, posterior): the x-independent proposal passed to the compiled function as a tensor
-    argument (prior_is), or the x -> q(z|x) callable compiled into it (every other method)."""
-    if method == "naive_mc":
+    argument (``kind`` FIXED), or the x -> q(z|x) callable compiled into it (POSTERIOR)."""
+    if kind == PRIOR:
         if proposal is not None:
-            raise ValueError("naive_mc samples from the prior; pass proposal= to prior_is instead")
+            raise ValueError(
+                f"{method} samples from the prior; pass proposal= to a method with a fixed "
+                "proposal instead"
+            )
         return None, None
-    if method == "prior_is":
+    if kind == FIXED:
         if proposal is None:  # the default is built inside the compiled function (no eager cost)
             return None, None
         q = proposal
         if not isinstance(q, tfd.Distribution):
             raise ValueError(
-                f"prior_is needs a tfp Distribution over z as proposal; got {type(q).__name__}"
+                f"{method} needs a tfp Distribution over z as proposal; got {type(q).__name__}"
             )
-        check_event(model, q, "the prior_is proposal")
+        check_event(model, q, f"the {method} proposal")
         if q.batch_shape.rank != 0:
-            raise ValueError(f"the prior_is proposal must have batch shape []; got {q.batch_shape}")
+            raise ValueError(f"the {method} proposal must have batch shape []; got {q.batch_shape}")
         return q, None
     if isinstance(proposal, tfd.Distribution):  # q(z | x_n) fitted per point for exactly this x
         check_event(model, proposal, f"the {method} proposal")
@@ -228,6 +230,8 @@ class Stats(NamedTuple):
     log_sum_w: tf.Tensor  # log sum_i w_i [N]
     log_sum_w2: tf.Tensor  # log sum_i w_i^2 [N]
     sum_log_w: tf.Tensor  # sum_i log w_i [N]
+    se: tf.Tensor  # the delta-method standard error of log (1/M) sum_i w_i [N]
+    log_w_spread: object  # logspace.MeanVariance of the log w (needs_log_w_spread), or None
     tail: object  # pareto.Tail of the weights, or None when no running top was kept
     rest: object  # (log sum w, log sum w^2) outside the running top (needs_tail), or None
     extra: object  # the final state of the variant's own reduction, or ()
@@ -235,8 +239,9 @@ class Stats(NamedTuple):
 
 @dataclass(frozen=True)
 class Variant:
-    """How a method's compiled loop differs from plain importance sampling (all optional).
+    """How a method's compiled loop differs from posterior importance sampling (all optional).
 
+    proposal: PRIOR, FIXED or POSTERIOR_PROPOSAL: where the samples come from.
     log_weights(model, spec, x, q, seed, size) -> [size, N]: draws and weighs ``size`` samples
         (default ``standard_log_weights``: z ~ q, log p(z) + log p(x|z) - log q(z)).
     init(n, dtype) -> state; update(state, log_w [C, N]) -> state: an extra statistic streamed
@@ -244,44 +249,58 @@ class Variant:
     finish(stats: Stats) -> (estimate [N], {name: [N]}) (default ``plain_finish``).
     needs_tail: keep the running top of the log weights even without diagnostics, and the
         sums of the weights outside it (psis).
+    needs_log_w_spread: stream the mean and spread of the log weights themselves (elbo).
+    reports_khat: k-hat of the weights is a diagnostic of the estimate (not of the ELBO).
     """
 
+    proposal: str = POSTERIOR_PROPOSAL
     log_weights: object = None
     init: object = None
     update: object = None
     finish: object = None
     needs_tail: bool = False
+    needs_log_w_spread: bool = False
+    reports_khat: bool = True
 
 
-PLAIN = Variant()
+POSTERIOR = Variant()
+
+
+def variant_of(spec):
+    """The ``Variant`` of an importance-sampling method: its module's ``VARIANT``."""
+    return importlib.import_module(spec.method.module).VARIANT
 
 
 def standard_log_weights(model, spec, x, q, seed, size):
-    """[size, N] log weights of ``size`` fresh samples from q (the prior for naive_mc)."""
-    if spec.name == "naive_mc":
-        z = sampling.sample(model.prior, [size, tf.shape(x)[0]], seed)
-        return model.likelihood(z).log_prob(x)
-    if spec.name == "prior_is":
-        z, log_q = sampling.sample_and_log_prob(q, [size, tf.shape(x)[0]], seed)
-    else:  # q(z | x) has batch shape [N]
-        z, log_q = sampling.sample_and_log_prob(q, [size], seed)
+    """[size, N] log weights of ``size`` fresh samples from q (a fixed q has batch shape [])."""
+    z, log_q = sampling.sample_and_log_prob(
+        q, [size] + ([] if q.batch_shape.rank else [tf.shape(x)[0]]), seed
+    )
     return model.prior.log_prob(z) + model.likelihood(z).log_prob(x) - log_q
 
 
-def plain_finish(spec):
-    """log p^ = log sum w - log M (the ELBO: mean log w), Kish ESS, and k-hat when kept."""
+def prior_log_weights(model, spec, x, q, seed, size):
+    """[size, N] log weights of ``size`` samples from the prior: log w = log p(x | z)."""
+    z = sampling.sample(model.prior, [size, tf.shape(x)[0]], seed)
+    return model.likelihood(z).log_prob(x)
 
-    def finish(stats):
-        m = tf.cast(stats.num_samples, stats.log_sum_w.dtype)
-        ess = logspace.kish_ess(stats.log_sum_w, stats.log_sum_w2)
-        if spec.name == "elbo":
-            return stats.sum_log_w / m, {"ess": ess}
-        diagnostics = {"ess": ess}
-        if stats.tail is not None:
-            diagnostics["khat"] = tf.cast(stats.tail.khat, stats.log_sum_w.dtype)
-        return stats.log_sum_w - tf.math.log(m), diagnostics
 
-    return finish
+def plain_finish(stats):
+    """log p^ = log sum w - log M, its delta-method SE, Kish ESS, and k-hat when kept."""
+    m = tf.cast(stats.num_samples, stats.log_sum_w.dtype)
+    diagnostics = {"ess": logspace.kish_ess(stats.log_sum_w, stats.log_sum_w2), "se": stats.se}
+    if stats.tail is not None:
+        diagnostics["khat"] = tf.cast(stats.tail.khat, stats.log_sum_w.dtype)
+    return stats.log_sum_w - tf.math.log(m), diagnostics
+
+
+def elbo_finish(stats):
+    """ELBO^ = mean log w, with SE sd(log w) / sqrt(M) and the Kish ESS of the weights."""
+    m = tf.cast(stats.num_samples, stats.log_sum_w.dtype)
+    return stats.sum_log_w / m, {
+        "ess": logspace.kish_ess(stats.log_sum_w, stats.log_sum_w2),
+        "se": logspace.standard_error_of_mean(stats.log_w_spread),
+    }
 
 
 def compiled_estimator(
@@ -301,9 +320,9 @@ def compiled_estimator(
     (default: plain importance sampling). Exposed so tests can count traces.
     """
     spec = methods.parse(method)
-    variant = variant or PLAIN
+    variant = variant or variant_of(spec)
     posterior_fn = None
-    if methods.NEEDS_POSTERIOR in spec.method.needs and posterior is not PER_POINT:
+    if variant.proposal == POSTERIOR_PROPOSAL and posterior is not PER_POINT:
         posterior_fn = posterior if posterior is not None else default_posterior(model)
     cache = model_cache(model, "importance")
     key = (spec.canonical, callable_key(posterior_fn), chunk_size, jit_compile, tail_capacity)
@@ -311,31 +330,35 @@ def compiled_estimator(
         key in cache and cache[key][0] == posterior_fn
     ):  # a reused id of a dead object does not count
         return cache[key][1]
-    log_weights = variant.log_weights or standard_log_weights
-    finish = variant.finish or plain_finish(spec)
+    log_weights = variant.log_weights or (
+        prior_log_weights if variant.proposal == PRIOR else standard_log_weights
+    )
+    finish = variant.finish or plain_finish
 
     def run_chunks(x, num_samples, seed, q):
         dtype = model.dtype
         n = tf.shape(x)[0]
         if posterior_fn is not None:
             q = posterior_fn(x)  # built once, outside the loop: the encoder runs once per call
-        elif spec.name == "prior_is" and q is None:
+        elif variant.proposal == FIXED and q is None:
             q = default_prior_proposal(model, x, seed)
         num_chunks = num_samples // chunk_size + tf.cast(num_samples % chunk_size > 0, tf.int32)
-        m0, s0 = logspace.empty(n, dtype)
+        sums0 = logspace.empty_weight_sums(n, dtype)
+        spread0 = logspace.empty_mean_variance(n, dtype) if variant.needs_log_w_spread else ()
         top0 = pareto.empty_top(n, tail_capacity, dtype) if tail_capacity else ()
         rest0 = pareto.empty_rest(n, dtype) if variant.needs_tail else ()
         extra0 = variant.init(n, dtype) if variant.init else ()
 
-        def body(i, m1, s1, m2, s2, total, top, rest, extra):
+        def body(i, sums, spread, total, top, rest, extra):
             chunk_seed = tf.random.experimental.stateless_fold_in(seed, i, alg=sampling.RNG_ALG)
             lw = log_weights(model, spec, x, q, chunk_seed, chunk_size)
             # The last chunk may overhang M: its extra samples get weight 0 (log w = -inf).
             index = tf.cast(i, tf.int64) * chunk_size + tf.range(chunk_size, dtype=tf.int64)
             valid = index < tf.cast(num_samples, tf.int64)  # int64: M near 2^31 must not wrap
+            if variant.needs_log_w_spread:
+                spread = logspace.update_mean_variance(spread, lw, valid)
             lw = tf.where(valid[:, None], lw, -np.inf)
-            m1, s1 = logspace.running_logsumexp(m1, s1, lw)
-            m2, s2 = logspace.running_logsumexp(m2, s2, 2.0 * lw)
+            sums = logspace.update_weight_sums(sums, lw)
             total += tf.reduce_sum(tf.where(valid[:, None], lw, 0.0), axis=0)
             if variant.needs_tail:
                 top, rest = pareto.update_top_and_rest(top, rest, lw)
@@ -343,19 +366,20 @@ def compiled_estimator(
                 top = pareto.update_top(top, lw)
             if variant.update:
                 extra = variant.update(extra, lw)
-            return i + 1, m1, s1, m2, s2, total, top, rest, extra
+            return i + 1, sums, spread, total, top, rest, extra
 
-        _, m1, s1, m2, s2, total, top, rest, extra = tf.while_loop(
+        _, sums, spread, total, top, rest, extra = tf.while_loop(
             lambda i, *_: i < num_chunks,
             body,
-            (tf.constant(0, tf.int32), m0, s0, m0, s0, tf.zeros([n], dtype), top0, rest0, extra0),
+            (tf.constant(0, tf.int32), sums0, spread0, tf.zeros([n], dtype), top0, rest0, extra0),
         )
         tail = pareto.pareto_tail(top, num_samples) if tail_capacity else None
         stats = Stats(
             num_samples,
-            logspace.finish_logsumexp(m1, s1),
-            logspace.finish_logsumexp(m2, s2),
+            *logspace.log_sums(sums),
             total,
+            logspace.delta_method_se(sums, num_samples),
+            spread if variant.needs_log_w_spread else None,
             tail,
             rest if variant.needs_tail else None,
             extra,

@@ -89,7 +89,19 @@ def finish(stats):
         + (m - 1.0) * tf.math.log1p(-1.0 / m)
         + (m - 1.0) / m * (top_part + rest_part)
     )
-    _, diagnostics = importance.plain_finish(methods.parse("posterior_is"))(stats)
+    # The jackknife SE: sqrt((M - 1)/M sum_i (L_(-i) - mean L_(-i))^2), where L_(-i) - L_M
+    # = a_i - log(1 - 1/M) with a_i = log(1 - r_i); sum a_i = -T, and sum a_i^2 comes from
+    # the same split: exactly for the top, and for the rest from the series
+    # log(1 - r)^2 = sum_{p >= 2} (2 H_(p-1) / p) r^p (H: harmonic numbers) on the power sums.
+    top_a = tf.where(in_top, log_leave_out - log_s[:, None], 0.0)
+    harmonic = tf.math.cumsum(1.0 / p, axis=0, exclusive=True)  # H_(p-1)
+    series = tf.where(p >= 2.0, 2.0 * harmonic / p, 0.0)
+    rest_a2 = tf.reduce_sum(series * tf.exp(log_powers - p * log_s[None]), axis=0)
+    sum_a2 = tf.reduce_sum(tf.square(top_a), axis=1) + rest_a2
+    sum_a = -(top_part + rest_part)
+    spread = tf.maximum(sum_a2 - tf.square(sum_a) / m, 0.0)
+    diagnostics = importance.plain_finish(stats)[1]
+    diagnostics["se"] = tf.cast(tf.sqrt((m - 1.0) / m * spread), dtype)
     return tf.cast(jackknife, dtype), diagnostics
 
 

@@ -27,9 +27,15 @@ def finish(stats):
     dtype = stats.log_sum_w.dtype
     log_sum, log_sum_sq = pareto.smoothed_log_sums(tail, stats.rest)
     log_mean = log_sum - tf.math.log(tf.cast(stats.num_samples, tf.float64))
+    m = tf.cast(stats.num_samples, tf.float64)
+    # The delta method on the smoothed weights. It sees the smoothed tail, not the raw one: at
+    # k-hat > 0.7 it understates the error, as the raw weights' SE does.
+    relative = tf.exp(log_sum_sq - 2.0 * log_sum)  # float64: no loss at log w ~ -1e5
+    se = tf.sqrt(tf.maximum(m * relative - 1.0, 0.0) / (m - 1.0))
     return tf.cast(log_mean, dtype), {
         "ess": tf.cast(logspace.kish_ess(log_sum, log_sum_sq), dtype),
         "khat": tf.cast(tail.khat, dtype),
+        "se": tf.cast(se, dtype),
     }
 
 
