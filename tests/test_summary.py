@@ -1,6 +1,7 @@
 """summarize (one Summary: cells, slopes, verdicts, diagnostics, coverage) and the report built
 from it, on hand-made frames (no TensorFlow needed)."""
 
+import re
 import subprocess
 import sys
 
@@ -412,3 +413,36 @@ def test_report_shows_coverage_and_estimates_with_their_se(tmp_path):
     assert embedded_figures(tmp_path) == len(FIGURES) + 2
     csv = pd.read_csv(tmp_path / "summary.csv")
     assert {"bias_slope", "variance_slope", "se", "khat_high"} <= set(csv)
+
+
+def test_sandwich_pairs_the_registrys_two_sides_and_the_report_shows_them_with_se(tmp_path):
+    """Lower-side cells 0.2 below the truth, upper-side cells 0.1 above, on one path (T = 10 and
+    20): the registry's sandwich sides are paired, each bound shown as mean ± SE."""
+    from estimators import methods as registry
+    from estimators.report import SANDWICH_FIGURE, write_report
+
+    lower, upper = (
+        next(m.name for m in registry.REGISTRY.values() if m.sandwich_side == side)
+        for side in ("lower", "upper")
+    )
+    rng = np.random.default_rng(0)
+    parts = []
+    for steps in (10, 20):
+        for name, shift in ((lower, -0.2), (upper, 0.1)):
+            errors = shift * 10 / steps + rng.normal(0, 0.01, (5, 4))
+            parts.append(frame(errors, np.zeros(5), method=f"{name}:steps={steps}", num_samples=8))
+    summary = summarize(pd.concat(parts, ignore_index=True))
+    table = summary.sandwich.set_index("steps")
+    assert list(table.index) == [10, 20] and (table["all_inside"]).all()
+    assert table.loc[10, "lower"] == pytest.approx(-0.2, abs=0.02)
+    assert table.loc[20, "width"] == pytest.approx(0.15, abs=0.02)
+    assert f"[{lower}, {upper}]" in summary.sandwich_verdicts["m"]
+    written = write_report(with_record(pd.concat(parts, ignore_index=True)), tmp_path)
+    assert SANDWICH_FIGURE in written
+    markdown = (tmp_path / "report.md").read_text()
+    assert f"| {lower} − ref | {upper} − ref |" in markdown
+    # each bound as mean ± SE; the exact reference without "± 0"
+    assert re.search(
+        r"\| m \| default path \| 20 \| 8 \| -0\.\d+ ± 0\.\d+ \| \+0\.\d+ ± ", markdown
+    )
+    assert "| 0 | 5/5 |" in markdown

@@ -9,13 +9,13 @@ from estimators.sandwich import sides
 from estimators.summary import DIAGNOSTIC_COLUMNS, display_names
 
 
-def plus_minus(value, se, digits=3):
-    """'-0.123 ± 0.0045'; just the value when the se is NaN; '—' when the value is."""
+def plus_minus(value, se, signed=True, digits=3):
+    """'-0.123 ± 0.0045' (a difference: signed) or '-23.1 ± 0.01'; just the value when the se
+    is NaN; '—' when the value is."""
     if pd.isna(value):
         return "—"
-    if pd.isna(se):
-        return f"{value:.{digits}g}"
-    return f"{value:+.{digits}g} ± {se:.2g}"
+    shown = f"{value:+.{digits}g}" if signed else f"{value:.{digits}g}"
+    return shown if pd.isna(se) else f"{shown} ± {se:.2g}"
 
 
 def interval(value, low, high):
@@ -105,8 +105,9 @@ def sandwich_table(table: pd.DataFrame) -> pd.DataFrame:
                 plus_minus(v, se) for v, se in zip(table["upper"], table["upper_se"], strict=True)
             ],
             "width": table["width"],
-            "mean ref": [
-                plus_minus(v, se) for v, se in zip(table["truth"], table["truth_se"], strict=True)
+            "mean ref": [  # an exact reference (SE 0) without "± 0"
+                plus_minus(v, se if se > 0 else float("nan"), signed=False)
+                for v, se in zip(table["truth"], table["truth_se"], strict=True)
             ],
             "inside": [f"{i}/{n}" for i, n in zip(table["inside"], table["points"], strict=True)],
         }
