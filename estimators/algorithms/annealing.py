@@ -240,8 +240,8 @@ def compiled_annealer(
             if tail_capacity
             else tf.fill([n], tf.constant(np.nan, dtype))
         )
-        log_sum_w, log_sum_w2 = logspace.log_sums(sums)
-        ess = logspace.kish_ess(log_sum_w, log_sum_w2)
+        log_sum_w, _ = logspace.log_sums(sums)
+        ess = logspace.sums_ess(sums)
         # The delta method over the K chains' independent weights (for bdmc, on 1/p: the
         # reverse weights; -log mean has the same SE as log mean).
         se = logspace.delta_method_se(sums, num_chains)

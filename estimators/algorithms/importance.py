@@ -231,6 +231,7 @@ class Stats(NamedTuple):
     log_sum_w2: tf.Tensor  # log sum_i w_i^2 [N]
     sum_log_w: tf.Tensor  # sum_i log w_i [N]
     se: tf.Tensor  # the delta-method standard error of log (1/M) sum_i w_i [N]
+    ess: tf.Tensor  # the Kish ESS of the weights [N]
     log_w_spread: object  # logspace.MeanVariance of the log w (needs_log_w_spread), or None
     tail: object  # pareto.Tail of the weights, or None when no running top was kept
     rest: object  # (log sum w, log sum w^2) outside the running top (needs_tail), or None
@@ -288,7 +289,7 @@ def prior_log_weights(model, spec, x, q, seed, size):
 def plain_finish(stats):
     """log p^ = log sum w - log M, its delta-method SE, Kish ESS, and k-hat when kept."""
     m = tf.cast(stats.num_samples, stats.log_sum_w.dtype)
-    diagnostics = {"ess": logspace.kish_ess(stats.log_sum_w, stats.log_sum_w2), "se": stats.se}
+    diagnostics = {"ess": stats.ess, "se": stats.se}
     if stats.tail is not None:
         diagnostics["khat"] = tf.cast(stats.tail.khat, stats.log_sum_w.dtype)
     return stats.log_sum_w - tf.math.log(m), diagnostics
@@ -298,7 +299,7 @@ def elbo_finish(stats):
     """ELBO^ = mean log w, with SE sd(log w) / sqrt(M) and the Kish ESS of the weights."""
     m = tf.cast(stats.num_samples, stats.log_sum_w.dtype)
     return stats.sum_log_w / m, {
-        "ess": logspace.kish_ess(stats.log_sum_w, stats.log_sum_w2),
+        "ess": stats.ess,
         "se": logspace.standard_error_of_mean(stats.log_w_spread),
     }
 
@@ -379,6 +380,7 @@ def compiled_estimator(
             *logspace.log_sums(sums),
             total,
             logspace.delta_method_se(sums, num_samples),
+            logspace.sums_ess(sums),
             spread if variant.needs_log_w_spread else None,
             tail,
             rest if variant.needs_tail else None,

@@ -84,6 +84,11 @@ def log_sums(sums):
     return finish_logsumexp(sums.m, sums.s1), finish_logsumexp(2.0 * sums.m, sums.s2)
 
 
+def sums_ess(sums):
+    """The Kish ESS (sum w)^2 / sum w^2 = s1^2 / s2, exact at any log w; 0 with no weight."""
+    return tf.where(sums.s2 > 0, tf.square(sums.s1) / tf.where(sums.s2 > 0, sums.s2, 1.0), 0.0)
+
+
 def delta_method_se(sums, num_samples):
     """The delta-method standard error of log p^ = log mean w from the same M weights:
 

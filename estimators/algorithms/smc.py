@@ -64,8 +64,9 @@ for each weight increment, as AIS counts them, and L per move), plus the same fo
 but masked, are not counted).
 
 Diagnostics per point: ``stages`` (S), ``ess`` (Kish ESS of the final weights), ``accept`` (mean
-HMC acceptance probability of the measured particles' moves; NaN with no moves) and
-``evaluations``.
+HMC acceptance probability of the measured particles' moves; NaN with no moves),
+``evaluations`` and ``se``: the sum over stages of each increment's delta-method variance
+(``increment_variance``), square-rooted.
 """
 
 from typing import NamedTuple
@@ -98,6 +99,7 @@ class Population(NamedTuple):
     log_w: tf.Tensor  # log weights [C + C_p, N], normalised in each group; -inf: padding
     beta: tf.Tensor  # [N]
     log_z: tf.Tensor  # the running sum of the measured particles' increments [N]
+    log_z_var: tf.Tensor  # the running sum of the increments' delta-method variances [N]
     stages: tf.Tensor  # stages used [N] int32
     done: tf.Tensor  # reached beta = 1 [N] bool
     log_scale: tf.Tensor  # log s_t: step size relative to the spread [N]
@@ -117,7 +119,7 @@ def run(spec, model, x, num_particles, seed, context):
     fn = compiled_smc(model, posterior, options["adapt"], context.jit_compile)
     dtype = model.dtype
     pilot = options["pilot_particles"] if options["adapt"] == "pilot" else 0
-    log_z, ess, accept, stages, evaluations, done, beta = fn(
+    log_z, ess, accept, stages, evaluations, done, beta, se = fn(
         x,
         tf.constant(num_particles, tf.int32),
         tf.zeros([capacity(num_particles)], tf.int32),
@@ -131,7 +133,13 @@ def run(spec, model, x, num_particles, seed, context):
         tf.constant(options["max_stages"], tf.int32),
     )
     check_finished(spec, done.numpy(), beta.numpy())
-    return log_z, {"ess": ess, "accept": accept, "stages": stages, "evaluations": evaluations}
+    return log_z, {
+        "ess": ess,
+        "accept": accept,
+        "stages": stages,
+        "evaluations": evaluations,
+        "se": se,
+    }
 
 
 def capacity(num_particles):
@@ -202,6 +210,7 @@ def compiled_smc(model, posterior, adapt, jit_compile):
             log_w=uniform_log_w,
             beta=tf.zeros([n], dtype),
             log_z=tf.zeros([n], dtype),
+            log_z_var=tf.zeros([n], dtype),
             stages=tf.zeros([n], tf.int32),
             done=tf.zeros([n], tf.bool),
             log_scale=tf.fill([n], tf.math.log(step_size)),
@@ -260,7 +269,8 @@ def compiled_smc(model, posterior, adapt, jit_compile):
         evaluations = tf.cast(num_particles + pilot_particles, dtype) * (
             stages + last.num_moves * tf.cast(leapfrog, dtype)
         )
-        return last.log_z, ess, accept, last.stages, evaluations, last.done, last.beta
+        se = tf.where(num_particles > 1, tf.sqrt(last.log_z_var), tf.constant(np.nan, dtype))
+        return last.log_z, ess, accept, last.stages, evaluations, last.done, last.beta, se
 
     # One trace for every N, K and option value (the signature leaves every size open). No
     # autograph: the loops are explicit tf.while_loops, and converting every called function
@@ -322,14 +332,33 @@ def reweight(pop, parts, ell, delta, last):
         total = tf.reduce_logsumexp(within(rows, log_w), axis=0)
         normalised = tf.where(rows[:, None] & tf.math.is_finite(total), log_w - total, normalised)
     increment = tf.reduce_logsumexp(within(parts[0][0], log_w), axis=0)
+    count = tf.reduce_sum(tf.cast(parts[0][0], log_w.dtype))
+    variance = increment_variance(within(parts[0][0], log_w), increment, count)
     finished = active & last
     return pop._replace(
         log_w=tf.where(active, normalised, pop.log_w),
         log_z=pop.log_z + tf.where(active, increment, tf.zeros_like(increment)),
+        log_z_var=pop.log_z_var + tf.where(active, variance, tf.zeros_like(variance)),
         beta=tf.where(finished, tf.ones_like(pop.beta), pop.beta + delta),
         stages=pop.stages + tf.cast(active, tf.int32),
         done=pop.done | finished,
     ), active & ~last
+
+
+def increment_variance(log_w, increment, count):
+    """The delta-method variance of one stage's increment log sum_k W_k g_k [N], from the
+    measured particles' log W_k g_k [C, N] (-inf: not measured), the increment itself and the
+    number K of measured particles.
+
+    Every stage starts from uniform weights W = 1/K (each stage resamples), so the increment is
+    log mean_k g_k and its variance is (K sum g^2 / (sum g)^2 - 1) / (K - 1). ``se`` sums these
+    over the stages as if the stages were independent, which they are when the moves after each
+    resampling mix well; with poorly mixing moves the stages are correlated and it understates
+    the error. (Lee and Whiteley's 2018 unbiased estimator, which tracks each particle's
+    first-stage ancestor, is not used: it needs the whole genealogy.)"""
+    ratio = tf.exp(tf.reduce_logsumexp(2.0 * log_w, axis=0) - 2.0 * increment)
+    spread = tf.maximum(count * ratio - 1.0, 0.0) / tf.maximum(count - 1.0, 1.0)
+    return tf.where(tf.math.is_finite(spread), spread, tf.zeros_like(spread))
 
 
 def tempered(delta, ell):
