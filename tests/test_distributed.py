@@ -19,7 +19,8 @@ import estimators.distributed as distributed
 import estimators.sweep as sweep_module
 from estimators import InfiniteMixture, LinearGaussian, presets
 from estimators.cli import app
-from estimators.results import load_results
+from estimators.record import CellRecord, RunConfig, RunRecord, RunStats
+from estimators.results import load_results, run_record
 from estimators.summary import timing_mismatch, timing_note
 from estimators.sweep import CELLS_DIR, sweep
 from estimators.sweep.cell import worker_trace_counts
@@ -119,7 +120,7 @@ def test_cli_workers_gives_the_in_process_table(cluster, in_process, tmp_path, m
     assert {r["host_concurrency"] for r in records} == {2}
     assert set(r["worker"] for r in records) <= set(client_workers(cluster))
     assert "not comparable with a sequential run" in (out / "report.md").read_text()
-    assert reference.attrs["cluster"] is None and timing_note(reference.attrs) is None
+    assert reference.attrs["cluster"] is None and timing_note(run_record(reference)) is None
     compared = runner.invoke(app, ["compare", str(reference_out), str(out)])
     assert compared.exit_code == 0, compared.output
     assert "warning: seconds are not comparable" in compared.output
@@ -288,14 +289,17 @@ def test_local_cluster_rejects_bad_worker_counts():
             distributed.local_cluster(bad)
 
 
+def run_of(*places):
+    """A RunRecord whose cells were timed at ``places`` ({host, host_concurrency} or {})."""
+    config = RunConfig([], [], [], 2, 0, True, 1, 256, {}, {}, 3)
+    cells = [CellRecord("m", "naive_mc", i, 0.0, 1, 1, True, **p) for i, p in enumerate(places)]
+    return RunRecord(config, {}, cells, RunStats(1.0, len(cells), 0), [], None, [])
+
+
 def test_timing_notes_from_cell_records():
-    sequential = {"compile": [{"host": "a"}, {}]}  # older records have no place fields
-    shared = {
-        "compile": [{"host": "a", "host_concurrency": 4}, {"host": "a", "host_concurrency": 4}]
-    }
-    spread = {
-        "compile": [{"host": "a", "host_concurrency": 1}, {"host": "b", "host_concurrency": 1}]
-    }
+    sequential = run_of({"host": "a"}, {})  # a record may lack the place fields
+    shared = run_of({"host": "a", "host_concurrency": 4}, {"host": "a", "host_concurrency": 4})
+    spread = run_of({"host": "a", "host_concurrency": 1}, {"host": "b", "host_concurrency": 1})
     assert timing_note(sequential) is None and timing_mismatch(sequential, sequential) is None
     assert "2 of 2 cells" in timing_note(shared) and "up to 4 cells" in timing_note(shared)
     assert "2 hosts" in timing_note(spread)

@@ -67,7 +67,7 @@ def test_exact_posterior_is_has_zero_bias_and_variance():
     error = df["estimate"] - df["truth"]
     # float64 round-off of log p ~ a few nats: 1e-12 is ~1e4 ulps of headroom.
     assert np.abs(error).max() < 1e-12
-    summary = summarize(df)
+    summary = summarize(df).cells
     assert (summary["variance"] < 1e-24).all() and (summary["bias"].abs() < 1e-12).all()
 
 
@@ -80,7 +80,7 @@ def test_naive_mc_variance_falls_like_one_over_m():
     df = sweep(
         {"lg": model}, ["naive_mc"], [32, 128, 512, 2048], 32, {"lg": x}, seed=1, progress=False
     )
-    summary = summarize(df)
+    summary = summarize(df).cells
     slope = fit_slopes(summary)["variance_slope"].iloc[0]
     assert slope == pytest.approx(-1.0, abs=0.35)
     # Delta method: bias ~ -variance / 2; checked at M = 32 within 4 standard errors of the mean
