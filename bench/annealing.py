@@ -13,8 +13,10 @@ import time
 
 from estimators import methods as registry
 
+from .common import AIS, NAIVE_MC
+
 MODELS = ("digits-gaussian-d8", "digits-bernoulli-d8")
-SPECS = ("ais:steps=50", "ais:steps=500")
+SPECS = (f"{AIS}:steps=50", f"{AIS}:steps=500")
 CHAINS = 16
 NAIVE_SAMPLES = 2**14
 NUM_POINTS = 32
@@ -80,4 +82,4 @@ class TrackEvaluationRate:
 
     def track_evaluation_rate_ratio(self, model):
         model, x = _model_and_data(model)
-        return _rate(model, x, "naive_mc", NAIVE_SAMPLES) / _rate(model, x, SPECS[1], CHAINS)
+        return _rate(model, x, NAIVE_MC, NAIVE_SAMPLES) / _rate(model, x, SPECS[1], CHAINS)

@@ -20,6 +20,25 @@ MODELS = ("gmm", "linear_gaussian", "infinite_mixture")
 # The methods come from the one registry: the textbook importance samplers (cost M per point).
 # AIS, whose cost is K x T x L, has its own benchmarks (annealing.py).
 METHODS = tuple(registry.preset_default_names())
+
+
+def method_with(**fields):
+    """The one registered method whose registry fields have these values (no benchmark spells out
+    a method name). A benchmark's numbers compare across commits only while the same method holds
+    the role, so a new method takes a new role rather than an old one's."""
+    found = [
+        m.name
+        for m in registry.REGISTRY.values()
+        if all(getattr(m, k) == v for k, v in fields.items())
+    ]
+    if len(found) != 1:
+        raise LookupError(f"{len(found)} registered methods have {fields}; expected one")
+    return found[0]
+
+
+NAIVE_MC = method_with(baseline_role="prior")  # importance sampling from the prior
+POSTERIOR_IS = method_with(baseline_role="posterior")  # importance sampling from q(z|x)
+AIS = method_with(sandwich_side="lower")  # forward annealed importance sampling
 NUM_POINTS = 32  # data points x per call; each gets its own M samples
 DATA_SEED = 1234
 
@@ -136,4 +155,4 @@ def warm_up_tensorflow():
     """Pay TensorFlow's one-off start-up (eager context, XLA service) once per process."""
     from estimators import estimate
 
-    estimate(build_model("linear_gaussian"), data("linear_gaussian"), "naive_mc", 1, seed=0)
+    estimate(build_model("linear_gaussian"), data("linear_gaussian"), NAIVE_MC, 1, seed=0)

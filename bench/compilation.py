@@ -9,7 +9,7 @@ always cold. TensorFlow's one-off start-up is paid in ``setup``, not in the firs
 
 from estimators import estimate
 
-from .common import MODELS, build_model, data, warm_up_tensorflow
+from .common import MODELS, POSTERIOR_IS, build_model, data, warm_up_tensorflow
 
 
 class TimeCompile:
@@ -28,4 +28,4 @@ class TimeCompile:
         self.x = data(model)
 
     def time_compile(self, model):
-        estimate(build_model(model), self.x, "posterior_is", 1, seed=0).numpy()
+        estimate(build_model(model), self.x, POSTERIOR_IS, 1, seed=0).numpy()

@@ -10,7 +10,7 @@ probe task per worker, the truth task). (seconds on dask_1_worker - seconds in_p
 the per-cell overhead of the distributed path (amortising the fixed cost over 64 cells).
 """
 
-from .common import build_model, data
+from .common import NAIVE_MC, build_model, data
 
 NUM_SAMPLES = list(range(1, 65))
 
@@ -48,7 +48,7 @@ class TimeSweepOverhead:
 
         sweep(
             {"gmm": self.model},
-            ["naive_mc"],
+            [NAIVE_MC],
             NUM_SAMPLES,
             2,
             {"gmm": self.x},

@@ -8,7 +8,7 @@ held all M samples at once would need on the order of a gigabyte more at 2^18.
 
 from estimators import estimate
 
-from .common import MODELS, cached_model, data
+from .common import MODELS, POSTERIOR_IS, cached_model, data
 
 
 class PeakMemEstimate:
@@ -21,7 +21,7 @@ class PeakMemEstimate:
     def setup(self, model, M):
         self.model = cached_model(model)
         self.x = data(model)
-        estimate(self.model, self.x, "posterior_is", M, seed=0)
+        estimate(self.model, self.x, POSTERIOR_IS, M, seed=0)
 
     def peakmem_estimate(self, model, M):
-        estimate(self.model, self.x, "posterior_is", M, seed=0).numpy()
+        estimate(self.model, self.x, POSTERIOR_IS, M, seed=0).numpy()
