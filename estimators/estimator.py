@@ -17,11 +17,6 @@ import tensorflow as tf
 from numpy.typing import ArrayLike
 
 from estimators import methods
-from estimators.algorithms.importance import (  # noqa: F401
-    compiled_estimator,
-    default_posterior,
-    default_prior_proposal,
-)
 from estimators.models.base import LatentVariableModel, as_seed
 
 METHODS = tuple(methods.names())

@@ -11,9 +11,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from estimators import METHODS, estimate
+from estimators.algorithms.importance import compiled_estimator
 from estimators.algorithms.logspace import finish_logsumexp as _finish_logsumexp
 from estimators.algorithms.logspace import running_logsumexp as _running_logsumexp
-from estimators.estimator import DEFAULT_CHUNK_SIZE, compiled_estimator, default_chunk_size
+from estimators.estimator import DEFAULT_CHUNK_SIZE, default_chunk_size
 from estimators.methods import parse
 from estimators.models.base import model_cache
 
@@ -226,7 +227,7 @@ def test_default_chunk_shrinks_to_small_m_in_powers_of_two():
     for m in (1, 2, 3, 4, 100, 256, 257, 5000):
         estimate(model, x, "posterior_is", m, seed=m)
     cache = model_cache(model, "importance")
-    chunks = sorted(key[2] for key in cache if key[0] == spec.canonical)
+    chunks = sorted(key[0][1] for key in cache if key[0][0] == spec.canonical)
     assert chunks == [1, 2, 4, 128, 256]
     assert [default_chunk_size(spec, m) for m in (1, 5, 255, 256, 10**6)] == [1, 8, 256, 256, 256]
 

@@ -228,7 +228,7 @@ def test_plain_calls_keep_no_running_top_and_capacities_share_functions():
     x = model.sample(5, seed=0)
     for m in (30, 300, 5000):
         estimate(model, x, "naive_mc", m, seed=m)
-    capacities = {key[-1] for key in model_cache(model, "importance")}
+    capacities = {key[0][-1] for key in model_cache(model, "importance")}
     assert capacities == {0}  # no diagnostics: no top, one function for every M
     for m in (21, 300, 5000):  # capacity 256 (the chunk size) for all three
         estimate(model, x, "naive_mc", m, seed=m, return_diagnostics=True)
@@ -287,15 +287,16 @@ def test_jackknife_matches_the_leave_one_out_formula_even_with_a_dominant_weight
     for start in range(0, num_samples, 16):
         state = jackknife_iwae.update(state, tf.constant(log_w[start : start + 16]))
     stats = importance.Stats(
-        tf.constant(num_samples),
-        tf.reduce_logsumexp(log_w, axis=0),
-        tf.reduce_logsumexp(2 * log_w, axis=0),
-        tf.reduce_sum(log_w, axis=0),
-        tf.zeros([4], tf.float64),  # the delta-method se: the jackknife reports its own
-        None,
-        None,
-        None,
-        state,
+        num_samples=tf.constant(num_samples),
+        log_sum_w=tf.reduce_logsumexp(log_w, axis=0),
+        log_sum_w2=tf.reduce_logsumexp(2 * log_w, axis=0),
+        sum_log_w=tf.reduce_sum(log_w, axis=0),
+        se=tf.zeros([4], tf.float64),  # the delta method's: the jackknife reports its own
+        ess=tf.ones([4], tf.float64),
+        log_w_spread=None,
+        tail=None,
+        rest=None,
+        extra=state,
     )
     got, diagnostics = jackknife_iwae.finish(stats)
     w = np.exp(log_w - log_w.max(axis=0))

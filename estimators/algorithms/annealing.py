@@ -39,13 +39,16 @@ import tensorflow as tf
 
 from estimators import sampling
 from estimators.algorithms import hmc, logspace, pareto
-from estimators.algorithms.importance import callable_key, checked_posterior, resolve_tail_capacity
-from estimators.models.base import model_cache
-
-TARGET_ACCEPT = 0.65
-PILOT_STEP_RANGE = (1e-4, 10.0)
-ONLINE_STEP_RANGE = (1e-4, 0.5)  # eval_gen's clip
-ONLINE_SLOWNESS = 0.9  # eval_gen's moving average of the acceptance rate
+from estimators.algorithms.compiled import cached_function
+from estimators.algorithms.importance import resolve_tail_capacity
+from estimators.algorithms.proposals import checked_posterior
+from estimators.algorithms.step_size import (
+    ONLINE_SLOWNESS,
+    ONLINE_STEP_RANGE,
+    PILOT_STEP_RANGE,
+    TARGET_ACCEPT,
+)
+from estimators.algorithms.tempered_path import resolve_start, tempered_path
 
 
 def run(spec, model, x, num_chains, seed, context, reverse=False):
@@ -84,41 +87,6 @@ def compile_options(spec, num_chains, chunk_size):
     return {"tail_capacity": pareto.capacity(num_chains, chunk_size)}
 
 
-def resolve_start(spec, model, context):
-    """ "prior" or "posterior": ``start=auto`` means the posterior where one exists."""
-    start = spec.kwargs["start"]
-    if start == "auto":
-        has = (
-            context.proposal is not None
-            or model.has_exact_posterior
-            or model.amortized_posterior is not None
-        )
-        start = "posterior" if has else "prior"
-    return start
-
-
-def tempered_path(model, x, posterior):
-    """The ends of the path f_beta = f_0^(1 - beta) p(x, z)^beta for data x [N, D], as used
-    inside a compiled function: (evaluate, sample_start). f_0 is q(z|x) = ``posterior(x)``, or
-    the prior p(z) when ``posterior`` is None; ``evaluate(z)`` is ``hmc.evaluate`` of log f_0 and
-    log p(x, z) at z [..., N, d]; ``sample_start(size, seed)`` draws [size, N, d] from f_0."""
-    q = posterior(x) if posterior is not None else None
-    log_start = q.log_prob if q is not None else model.prior.log_prob
-
-    def log_joint(z):
-        return model.prior.log_prob(z) + model.likelihood(z).log_prob(x)
-
-    def evaluate(z):
-        return hmc.evaluate(log_start, log_joint, z)
-
-    def sample_start(size, seed):
-        if q is not None:
-            return sampling.sample(q, [size], seed)
-        return sampling.sample(model.prior, [size, tf.shape(x)[0]], seed)
-
-    return evaluate, sample_start
-
-
 def schedule(kind, t, num_steps, dtype):
     """beta_t for integer t in [0, T] (tensors), increasing from 0 to 1."""
     u = tf.cast(t, dtype) / tf.cast(num_steps, dtype)
@@ -142,16 +110,12 @@ def compiled_annealer(
     key = (
         spec.name,
         tuple((k, v) for k, v in spec.options if k != "steps"),
-        callable_key(posterior),
         reverse,
         given_samples,
         chunk_size,
         jit_compile,
         tail_capacity,
     )
-    cache = model_cache(model, "annealing")
-    if key in cache and cache[key][0] == posterior:
-        return cache[key][1]
     dtype = model.dtype
     kind, leapfrog, adapt = options["schedule"], options["leapfrog"], options["adapt"]
     pilot_chains, pilot_steps = options["pilot_chains"], options["pilot_steps"]
@@ -314,6 +278,12 @@ def compiled_annealer(
         last = lambda state, valid: frozen(tf.maximum(num_steps - 2, 0), None)  # noqa: E731
         return (tf.zeros([n], dtype), frozen, lambda k, s, a: s), last
 
-    fn = tf.function(compute, jit_compile=jit_compile, reduce_retracing=True)
-    cache[key] = (posterior, fn)
-    return fn
+    return cached_function(
+        model,
+        "annealing",
+        key,
+        lambda: compute,
+        owner=posterior,
+        jit_compile=jit_compile,
+        reduce_retracing=True,
+    )

@@ -76,9 +76,10 @@ import tensorflow as tf
 
 from estimators import sampling
 from estimators.algorithms import hmc
-from estimators.algorithms.annealing import TARGET_ACCEPT, resolve_start, tempered_path
-from estimators.algorithms.importance import callable_key, checked_posterior
-from estimators.models.base import model_cache
+from estimators.algorithms.compiled import cached_function
+from estimators.algorithms.proposals import checked_posterior
+from estimators.algorithms.step_size import TARGET_ACCEPT
+from estimators.algorithms.tempered_path import resolve_start, tempered_path
 
 BISECTION_STEPS = 50  # halvings of [0, 1 - beta]: below float64 resolution of delta
 LOG_STEP_SCALE_RANGE = (np.log(1e-3), np.log(10.0))  # clip of log s_t
@@ -168,10 +169,6 @@ def compiled_smc(model, posterior, adapt, jit_compile):
     measured rows of the particle array, and rows k >= K are padding (``capacity``), so K itself
     is a value, never a shape; the same for the pilot (K_pilot 0 with adapt=population).
     ``posterior`` (q(z|x) for start=posterior, else None) is compiled in."""
-    key = (callable_key(posterior), adapt, jit_compile)
-    cache = model_cache(model, "smc")
-    if key in cache and cache[key][0] == posterior:
-        return cache[key][1]
 
     def compute(
         x,
@@ -289,9 +286,16 @@ def compiled_smc(model, posterior, adapt, jit_compile):
         tf.TensorSpec([], dtype),
         count,
     ]
-    fn = tf.function(compute, input_signature=signature, jit_compile=jit_compile, autograph=False)
-    cache[key] = (posterior, fn)
-    return fn
+    return cached_function(
+        model,
+        "smc",
+        (adapt, jit_compile),
+        lambda: compute,
+        owner=posterior,
+        input_signature=signature,
+        jit_compile=jit_compile,
+        autograph=False,
+    )
 
 
 def fold_in(seed, i):

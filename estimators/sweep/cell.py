@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from estimators.estimator import compile_options, default_prior_proposal, estimate
+from estimators.algorithms.proposals import default_prior_proposal
+from estimators.estimator import compile_options, estimate
 from estimators.models.base import as_seed, model_cache
 from estimators.record import CellRecord
 from estimators.reference import reference_log_marginal
