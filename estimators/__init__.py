@@ -16,6 +16,7 @@ _EXPORTS = {
     "METHODS": "estimators.estimator",
     "estimate": "estimators.estimator",
     "AmortizedPosterior": "estimators.models",
+    "CallableModel": "estimators.models",
     "ConditionalMADE": "estimators.models",
     "GaussianMixture": "estimators.models",
     "InfiniteMixture": "estimators.models",

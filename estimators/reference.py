@@ -42,7 +42,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from numpy.typing import ArrayLike
 
-from estimators import quadrature, sampling
+from estimators import methods, quadrature, sampling
 from estimators.estimator import estimate
 from estimators.files import atomic_write
 from estimators.fingerprint import FingerprintError, model_fingerprint
@@ -231,7 +231,7 @@ def _is_run(model, x, loc, tril, num_samples, seed, chunk_size):
         lp, diag = estimate(
             model,
             x,
-            "posterior_is",
+            methods.method_with(baseline_role="posterior"),
             num_samples,
             seed=seed,
             chunk_size=chunk_size,
@@ -335,7 +335,18 @@ def _is_pass(model):
         cov = szz / s1[:, None, None] - shift[:, :, None] * shift[:, None, :]
         return log_p, s1 * s1 / s2, loc + shift, cov
 
-    cache["fn"] = tf.function(run, jit_compile=True, reduce_retracing=True)
+    # One trace for every number of points: a first call on a single row must not fix n = 1 in
+    # the trace (the loop's sums would enter with shape [1] and leave with [None]).
+    n_open, d = None, model.latent_dim
+    signature = [
+        tf.TensorSpec([n_open, model.data_dim], model.dtype),
+        tf.TensorSpec([n_open, d], model.dtype),
+        tf.TensorSpec([n_open, d, d], model.dtype),
+        tf.TensorSpec([], tf.int32),
+        tf.TensorSpec([2], tf.int64),
+        tf.TensorSpec([], tf.int32),
+    ]
+    cache["fn"] = tf.function(run, input_signature=signature, jit_compile=True)
     return cache["fn"]
 
 

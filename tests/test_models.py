@@ -150,8 +150,9 @@ def test_infinite_mixture_likelihood_kinds():
         InfiniteMixture(MLP([2, 3]), 2, likelihood="poisson")
     with pytest.raises(ValueError, match="scale must be positive"):
         InfiniteMixture(MLP([2, 3]), 2, scale=0.0)
-    with pytest.raises(ValueError, match="pass data_dim"):
-        InfiniteMixture(lambda z: z, 2)
+    assert InfiniteMixture(lambda z: 2 * z, 2).data_dim == 2  # read from one trial call
+    with pytest.raises(ValueError, match=r"decoder maps z of shape \[1, 2\] to shape \[1, 2, 1\]"):
+        InfiniteMixture(lambda z: z[..., None], 2)
 
 
 def test_amortized_posterior_shapes():

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from estimators import sampling
+from estimators.models.amortized_posterior import AmortizedPosterior
 
 
 class LatentVariableModel(tf.Module):
@@ -57,6 +58,16 @@ class LatentVariableModel(tf.Module):
         state = dict(self.__dict__)
         state.pop("_cache", None)
         return state
+
+    def attach_encoder(self, encoder, encoder_output="auto"):
+        """Set ``amortized_posterior`` to q(z|x) = N(loc(x), diag scale(x)^2) from ``encoder``, any
+        Keras model or TensorFlow callable x [B, D] -> outputs read by the convention
+        ``encoder_output`` (see ``estimators.models.networks``); one trial call checks it and a
+        ValueError says what was expected and what came back. Returns the posterior."""
+        posterior = AmortizedPosterior(encoder, encoder_output)
+        posterior.check(self.data_dim, self.latent_dim, self.dtype)
+        self.amortized_posterior = posterior
+        return posterior
 
     @property
     def has_exact_posterior(self):

@@ -28,6 +28,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from estimators import quadrature
+from estimators.models import networks
 from estimators.models.autoregressive import AUTOREGRESSIVE_KINDS, AutoregressiveLikelihood
 from estimators.models.base import LatentVariableModel
 
@@ -40,9 +41,14 @@ BINARY_LIKELIHOODS = ("bernoulli", "autoregressive_bernoulli")
 class InfiniteMixture(LatentVariableModel):
     """A VAE's generative model: z ~ N(0, I_d), x | z ~ Gaussian or Bernoulli around decoder(z).
 
-    decoder: a callable z [..., d] -> [..., D] (e.g. ``estimators.MLP``); Gaussian noise by
-    ``scale`` (fixed), ``log_scale`` (a learned per-dimension variable) or, with scale=None, from
-    the decoder itself (see the module docstring). No closed-form p(x): quadrature for d <= 2.
+    decoder: any Keras model or TensorFlow callable z [B, d] -> [B, D] (e.g. ``estimators.MLP``,
+    or a ``tf_keras.Sequential`` that starts with ``Input((d,))``): it is called on one matrix,
+    the leading dimensions of z flattened (``networks.flat_call``), and ``data_dim`` is read from
+    its ``out_dim`` or one trial call. Gaussian noise by ``scale`` (fixed), ``log_scale`` (a
+    learned per-dimension variable) or, with scale=None, from the decoder itself (see the module
+    docstring). ``encoder`` (optional, any network x [B, D] -> outputs read by the convention
+    ``encoder_output``: see ``networks``) becomes ``amortized_posterior``, checked by one trial
+    call. No closed-form p(x): quadrature for d <= 2.
     """
 
     def __init__(
@@ -55,6 +61,8 @@ class InfiniteMixture(LatentVariableModel):
         scale=1.0,
         log_scale=None,
         min_scale=0.01,
+        encoder=None,
+        encoder_output="auto",
         dtype=tf.float32,
         name=None,
     ):
@@ -72,14 +80,21 @@ class InfiniteMixture(LatentVariableModel):
                     "min_scale= for their floor, not log_scale="
                 )
             self._init_autoregressive(decoder, data_dim, min_scale)
+            if encoder is not None:
+                self.attach_encoder(encoder, encoder_output)
             return
         self.heteroscedastic = likelihood == "gaussian" and scale is None and log_scale is None
         if data_dim is None:  # an MLP decoder says its width; heteroscedastic ones emit 2 D
-            if not hasattr(decoder, "out_dim"):
-                raise ValueError(
-                    "pass data_dim= (the decoder has no out_dim attribute to read it from)"
+            if hasattr(decoder, "out_dim"):
+                data_dim = decoder.out_dim // (2 if self.heteroscedastic else 1)
+            else:  # any other network: one trial call on z = zeros [1, d]
+                data_dim = networks.decoder_data_dim(
+                    decoder,
+                    self.latent_dim,
+                    self.dtype,
+                    paired_ok=self.heteroscedastic,
+                    halve=self.heteroscedastic,
                 )
-            data_dim = decoder.out_dim // (2 if self.heteroscedastic else 1)
         if scale is not None and log_scale is None and np.any(np.asarray(scale, np.float64) <= 0):
             raise ValueError(f"scale must be positive; got {scale!r}")
         self.data_dim = int(data_dim)
@@ -91,6 +106,8 @@ class InfiniteMixture(LatentVariableModel):
                 np.broadcast_to(np.asarray(scale, np.float64), [self.data_dim]), self.dtype
             )
         )
+        if encoder is not None:
+            self.attach_encoder(encoder, encoder_output)
 
     def _init_autoregressive(self, network, data_dim, min_scale):
         """The decoder is a conditional autoregressive network: (x, z) -> params [..., P, D]."""
@@ -140,7 +157,7 @@ class InfiniteMixture(LatentVariableModel):
     def likelihood(self, z):
         if self.autoregressive:
             return AutoregressiveLikelihood(self.decoder, z, self.likelihood_kind, self.min_scale)
-        params = self.decoder(z)
+        params = networks.flat_call(self.decoder, z, self.dtype)  # z [..., d]: any leading dims
         if self.likelihood_kind == "bernoulli":
             return tfd.Independent(tfd.Bernoulli(logits=params, dtype=self.dtype), 1)
         if self.heteroscedastic:
