@@ -22,20 +22,7 @@ MODELS = ("gmm", "linear_gaussian", "infinite_mixture")
 METHODS = tuple(registry.preset_default_names())
 
 
-def method_with(**fields):
-    """The one registered method whose registry fields have these values (no benchmark spells out
-    a method name). A benchmark's numbers compare across commits only while the same method holds
-    the role, so a new method takes a new role rather than an old one's."""
-    found = [
-        m.name
-        for m in registry.REGISTRY.values()
-        if all(getattr(m, k) == v for k, v in fields.items())
-    ]
-    if len(found) != 1:
-        raise LookupError(f"{len(found)} registered methods have {fields}; expected one")
-    return found[0]
-
-
+method_with = registry.method_with
 NAIVE_MC = method_with(baseline_role="prior")  # importance sampling from the prior
 POSTERIOR_IS = method_with(baseline_role="posterior")  # importance sampling from q(z|x)
 AIS = method_with(sandwich_side="lower")  # forward annealed importance sampling

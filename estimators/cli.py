@@ -374,7 +374,7 @@ def train(
 ):
     """Fit a zoo model's decoder and encoder from its recipe and save them for reuse."""
     quiet_tensorflow(verbose)
-    from estimators.train import RECIPES, train_named
+    from estimators.zoo.recipes import RECIPES, train_named
 
     if name not in RECIPES:
         _fail(f"unknown model {name!r}; trainable: {', '.join(sorted(RECIPES))}", USAGE_ERROR)

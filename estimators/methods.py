@@ -224,6 +224,18 @@ def label(spec):
     return spec.name + (":" + ",".join(changed) if changed else "")
 
 
+def method_with(**fields):
+    """The name of the one registered method whose ``Method`` fields have these values, e.g.
+    ``method_with(sandwich_side="lower")``: code outside the registry asks for a role, never
+    spells out a name. LookupError unless exactly one method matches."""
+    found = [
+        m.name for m in REGISTRY.values() if all(getattr(m, k) == v for k, v in fields.items())
+    ]
+    if len(found) != 1:
+        raise LookupError(f"{len(found)} registered methods have {fields}; expected one")
+    return found[0]
+
+
 def names():
     """Every registered method name, in registry order."""
     return list(REGISTRY)

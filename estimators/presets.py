@@ -159,7 +159,8 @@ def sandwich(quick=False):
         # (x, z) ~ p(x, z): each z is an exact draw from p(z | x), which reverse AIS starts from.
         x, z = models[name].sample(num_points, seed=2024, return_latents=True)
         data[name], latents[name] = x.numpy(), z.numpy()
-    methods = [f"ais:steps={T}" for T in steps] + [f"bdmc:steps={T}" for T in steps]
+    lower, upper = (registry.method_with(sandwich_side=side) for side in ("lower", "upper"))
+    methods = [f"{lower}:steps={T}" for T in steps] + [f"{upper}:steps={T}" for T in steps]
     return Preset(
         models=models,
         data=data,

@@ -26,7 +26,6 @@ epochs are compared with common random numbers) and restores the best weights.
 import dataclasses
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -34,13 +33,14 @@ from numpy.typing import ArrayLike
 
 from estimators import methods as registry
 from estimators import sampling
-from estimators.environment import environment_info
 from estimators.models import AmortizedPosterior, InfiniteMixture
 from estimators.models.autoregressive import AUTOREGRESSIVE_KINDS, ConditionalMADE
 from estimators.nn import MLP
 from estimators.progress import ProgressBar
 
-OBJECTIVES = ("elbo", "iwae", "ml")
+# The objectives; the VAE's is the registry's ELBO (the same quantity the method estimates).
+ELBO = registry.method_with(returns="ELBO")
+OBJECTIVES = (ELBO, "iwae", "ml")
 
 
 # ----------------------------------------------------------------------------- the model
@@ -158,7 +158,7 @@ def objective_value(model, x, objective, k, seed, beta=1.0):
     ``beta`` < 1 (KL warm-up, "elbo" only) down-weights the prior and entropy terms:
     E_q[log p(x | z) + beta (log p(z) - log q(z | x))]; beta = 1 is the ELBO.
     """
-    if objective == "elbo":
+    if objective == ELBO:
         q = model.amortized_posterior(x)
         z = sampling.sample(q, [k], seed)  # [k, B, d]
         kl_terms = model.prior.log_prob(z) - q.log_prob(z)
@@ -248,7 +248,7 @@ def train(
     *,
     latent_dim: int,
     likelihood: str = "gaussian",
-    objective: str = "elbo",
+    objective: str = ELBO,
     num_importance: int = 1,
     decoder_hidden=(128, 128),
     encoder_hidden=(128,),
@@ -306,7 +306,7 @@ def train(
         seed=seed,
         dtype=dtype,
     )
-    elbo_eval = _make_eval(model, "elbo", eval_samples)
+    elbo_eval = _make_eval(model, ELBO, eval_samples)
     valid_seed = tf.constant([seed, 1], tf.int64)
     initial_valid_elbo = float(elbo_eval(x_valid, valid_seed))
     history, start, best_epoch, epoch0 = [], time.perf_counter(), 0, 0
@@ -357,7 +357,7 @@ def _check_settings(objective, num_importance, warmup_epochs, likelihood, scale)
         raise ValueError(f"unknown objective {objective!r}; choose from {OBJECTIVES}")
     if objective == "iwae" and num_importance < 2:
         raise ValueError("the IWAE bound needs num_importance >= 2 (k = 1 is the ELBO)")
-    if warmup_epochs and objective != "elbo":
+    if warmup_epochs and objective != ELBO:
         raise ValueError('KL warm-up (warmup_epochs > 0) applies to the "elbo" objective only')
     if objective == "ml" and likelihood == "gaussian" and scale == "learned":
         raise ValueError('the "ml" route fixes the decoder variance: pass scale=<sigma> (a float)')
@@ -373,7 +373,7 @@ def _phases(model, config):
     if config["objective"] == "ml":  # decoder alone by prior-sample ML, then the encoder
         return [
             ("ml", "ml", config["num_importance"], decoder_vars, config["epochs"], 0),
-            ("encoder", "elbo", 1, encoder_vars, refine or config["epochs"], 0),
+            ("encoder", ELBO, 1, encoder_vars, refine or config["epochs"], 0),
         ]
     phases = [
         (
@@ -386,7 +386,7 @@ def _phases(model, config):
         )
     ]
     if refine:
-        phases.append(("encoder", "elbo", 1, encoder_vars, refine, 0))
+        phases.append(("encoder", ELBO, 1, encoder_vars, refine, 0))
     return phases
 
 
@@ -459,190 +459,3 @@ def _fit(
     for var, value in zip(variables, best_weights, strict=True):
         var.assign(value)
     return best_epoch, ran
-
-
-# ----------------------------------------------------------------------------- named recipes
-
-# The recipes of the shipped models (estimators/zoo). ``data`` is a dataset name (estimators.data);
-# everything else is passed to ``train``. Retraining one reproduces the shipped files.
-RECIPES = {
-    "digits-bernoulli-d8": dict(
-        data="digits-bernoulli",
-        latent_dim=8,
-        likelihood="bernoulli",
-        epochs=600,
-        batch_size=64,
-        learning_rate=1e-3,
-        patience=40,
-        refine_encoder_epochs=200,
-    ),
-    "digits-gaussian-d8": dict(
-        data="digits-gaussian",
-        latent_dim=8,
-        likelihood="gaussian",
-        scale="learned",
-        scale_floor=0.01,
-        epochs=1000,
-        batch_size=64,
-        learning_rate=1e-3,
-        patience=50,
-        refine_encoder_epochs=200,
-    ),
-    # The twins of the two digits models with an autoregressive component (a ConditionalMADE of
-    # the same hidden sizes): same data, latent size, objective, schedule and encoder refinement.
-    "digits-bernoulli-ar-d8": dict(
-        data="digits-bernoulli",
-        latent_dim=8,
-        likelihood="autoregressive_bernoulli",
-        decoder_hidden=(128, 128),
-        epochs=600,
-        batch_size=64,
-        learning_rate=1e-3,
-        patience=40,
-        refine_encoder_epochs=200,
-    ),
-    "digits-gaussian-ar-d8": dict(
-        data="digits-gaussian",
-        latent_dim=8,
-        likelihood="autoregressive_gaussian",
-        decoder_hidden=(128, 128),
-        scale_floor=0.01,
-        epochs=1000,
-        batch_size=64,
-        learning_rate=1e-3,
-        patience=50,
-        refine_encoder_epochs=200,
-    ),
-    "pinwheel-gaussian-d2": dict(
-        data="pinwheel",
-        latent_dim=2,
-        likelihood="gaussian",
-        scale="learned",
-        scale_floor=0.01,
-        init_scale=0.1,
-        warmup_epochs=50,
-        epochs=1000,
-        batch_size=32,
-        learning_rate=2e-3,
-        patience=100,
-    ),
-    "ring-gaussian-d2": dict(
-        data="ring",
-        latent_dim=2,
-        likelihood="gaussian",
-        scale="learned",
-        scale_floor=0.01,
-        init_scale=0.1,
-        warmup_epochs=50,
-        epochs=1000,
-        batch_size=32,
-        learning_rate=2e-3,
-        patience=100,
-    ),
-}
-
-ELBO_SAMPLES = {"train": 256, "test": 1024}  # per point, for the manifest's ELBOs
-ELBO_SEED = 1234
-VARIANCE_REPEATS, VARIANCE_M = 16, 64  # the manifest's variances: every test point, 16 seeds
-
-
-def train_named(
-    name: str,
-    out_dir: str | Path | None = None,
-    *,
-    epochs: int | None = None,
-    seed: int | None = None,
-    progress: bool = True,
-    evaluate: bool = True,
-) -> dict:
-    """Train the zoo model ``name`` from its recipe and save ``<name>.npz`` + ``<name>.json``.
-
-    name: one of ``RECIPES`` (``digits-bernoulli-d8``, ``digits-gaussian-d8``,
-    ``digits-bernoulli-ar-d8``, ``digits-gaussian-ar-d8``, ``pinwheel-gaussian-d2``,
-    ``ring-gaussian-d2``). out_dir: where to write (default: the
-    package's own zoo folder, replacing the shipped files). epochs / seed: override the recipe
-    (the manifest then records the override in its reproduce command). progress: show a progress
-    bar. evaluate: also compute the manifest's train/test ELBO, the reference test log p(x),
-    the independent-dimension baseline and the M = 64 variances (about a minute for digits).
-    Returns the manifest (a dict). Same recipe, same seed, same machine: the same weights.
-    """
-    from estimators import data as datasets
-    from estimators import zoo
-
-    if name not in RECIPES:
-        raise ValueError(f"no recipe for {name!r}; choose from {', '.join(RECIPES)}")
-    recipe = dict(RECIPES[name])
-    overrides = {k: v for k, v in dict(epochs=epochs, seed=seed).items() if v is not None}
-    recipe.update(overrides)
-    data_name = recipe.pop("data")
-    x_train = datasets.load_data(data_name, "train")
-    result = train(x_train, progress=progress, **recipe)
-    command = " ".join([f"estimators train {name}"] + [f"--{k} {v}" for k, v in overrides.items()])
-    call = ", ".join([repr(name)] + [f"{k}={v!r}" for k, v in overrides.items()])
-    info = dict(
-        name=name,
-        data=data_name,
-        architecture=zoo.architecture(result.model, recipe.get("scale", "learned")),
-        training=dict(
-            result.config,
-            epochs_run=result.epochs,
-            best_epoch=result.best_epoch,
-            seconds=round(result.seconds, 1),
-            initial_valid_elbo=result.initial_valid_elbo,
-            final_valid_elbo=result.final_valid_elbo,
-        ),
-        reproduce=dict(
-            command=command, python=f"from estimators.train import train_named; train_named({call})"
-        ),
-        environment=environment_info(),
-    )
-    if evaluate:
-        info["results"] = evaluate_model(result.model, data_name)
-    zoo.save_model(result.model, name, out_dir or zoo.ZOO_DIR, info)
-    return info
-
-
-def evaluate_model(model, data_name):
-    """The manifest's numbers: ELBOs (with MC standard errors), the reference test log p(x) (with
-    its standard error), the ELBO gap, an independent-dimension baseline and the variance of
-    log p^ for naive MC, prior-IS and posterior-IS at M = 64 (per test point over 16 seeds,
-    averaged over the test set), and how much the latent is used (``zoo.latent_usage``: KL per
-    dimension, active dimensions, and log p(x) - log p(x | z = 0))."""
-    from estimators import data as datasets
-    from estimators.reference import reference_log_marginal
-    from estimators.zoo import latent_usage, mean_estimate_with_se, variance_at
-
-    x_train, x_test = datasets.load_data(data_name, "train"), datasets.load_data(data_name, "test")
-    out = {}
-    for split, x in (("train", x_train), ("test", x_test)):
-        elbo, se = mean_estimate_with_se(model, x, "elbo", ELBO_SAMPLES[split], ELBO_SEED)
-        out[f"{split}_elbo"], out[f"{split}_elbo_se"] = elbo, se
-    out["elbo_eval"] = dict(
-        method="elbo",
-        num_samples=ELBO_SAMPLES,
-        seed=ELBO_SEED,
-        note="mean over the split of the mean of estimate(..., seed=[seed, 0]) "
-        "and estimate(..., seed=[seed, 1])",
-    )
-    log_p, se = reference_log_marginal(model, x_test)
-    out["test_log_p"] = float(np.mean(log_p))
-    out["test_log_p_se"] = float(np.sqrt(np.sum(se**2)) / len(se))
-    out["test_log_p_method"] = (
-        "quadrature" if model.latent_dim <= 2 else "adaptive IS, 1e5 samples per point"
-    )
-    out["elbo_gap"] = out["test_log_p"] - out["test_elbo"]
-    out["latent"] = latent_usage(model, x_test, log_p)
-    out["baseline_test_log_p"] = float(np.mean(datasets.independent_baseline_log_p(data_name)))
-    # The registry's textbook importance samplers (the ELBO is a bound: no variance to compare).
-    var = {
-        m: variance_at(model, x_test, m, VARIANCE_M, VARIANCE_REPEATS)
-        for m in registry.preset_default_names()
-        if registry.REGISTRY[m].bound == registry.STOCHASTIC_LOWER
-    }
-    out["variance_m64"] = dict(
-        var,
-        ratio_naive_to_posterior=var["naive_mc"] / var["posterior_is"],
-        points=len(x_test),
-        repeats=VARIANCE_REPEATS,
-    )
-    return out

@@ -328,14 +328,6 @@ def test_no_module_uses_another_modules_private_names():
 
 # ---------------------------------------------------------------------------- no TensorFlow
 
-SWEEP_INIT_LOADS_TENSORFLOW = pytest.mark.xfail(
-    reason="estimators/sweep/__init__.py imports sweep.driver (-> sweep.cell -> estimator -> "
-    "TensorFlow) at module level, and Python runs a package's __init__ before its submodules, "
-    "so importing estimators.sweep.executors loads TensorFlow; the fix is a lazy (PEP 562) "
-    "sweep/__init__.py",
-    strict=True,
-)
-
 # Import statements that must leave TensorFlow unloaded: the light layers (registry, run record,
 # results, summary, report, compare, CLI), the presets at import, the executors and the Dask
 # executor, and the package root's lazy exports.
@@ -352,7 +344,7 @@ WITHOUT_TENSORFLOW = [
     "import estimators.comparison",
     "import estimators.presets",
     "import estimators.cli",
-    pytest.param("import estimators.sweep.executors", marks=SWEEP_INIT_LOADS_TENSORFLOW),
+    "import estimators.sweep.executors, estimators.sweep.store",
     "import estimators.distributed",
     "import estimators.manifests, estimators.environment, estimators.tables",
     "from estimators import Summary, summarize",

@@ -2,8 +2,6 @@
 from it, on hand-made frames (no TensorFlow needed)."""
 
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -178,17 +176,6 @@ def test_verdicts_use_short_labels_and_the_registry_for_the_elbo():
     elbo = sweep_like("elbo", lambda m: -0.7, lambda m: 0.1 / np.sqrt(m))
     text = summarize(pd.concat([a, elbo], ignore_index=True)).verdicts["m"]
     assert "defensive_is:alpha=0.3" in text and "0.7 nats below log p(x)" in text
-
-
-def test_summary_and_report_do_not_import_tensorflow():
-    code = (
-        "import sys, estimators.summary, estimators.report, estimators.results, "
-        "estimators.comparison, estimators.manifests, estimators.environment, "
-        "estimators.tables, estimators.cli; from estimators import Summary, summarize; "
-        "import estimators.report.figures, estimators.report.sections; "
-        "sys.exit('tensorflow' in sys.modules)"
-    )
-    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_summary_reports_the_references_own_error_bar():

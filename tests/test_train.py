@@ -117,7 +117,7 @@ def test_bad_settings_raise(kwargs, match):
 
 def test_train_named_writes_a_loadable_model(tmp_path):
     from estimators import zoo
-    from estimators.train import train_named
+    from estimators.zoo.recipes import train_named
 
     info = train_named("pinwheel-gaussian-d2", tmp_path, epochs=1, progress=False, evaluate=False)
     assert info["reproduce"]["command"] == "estimators train pinwheel-gaussian-d2 --epochs 1"

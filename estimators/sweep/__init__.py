@@ -11,10 +11,32 @@ The data flow one way, a module each:
                   handed a function and its arguments
     store.py      the run's folder: finished cells, truths, fingerprints (resuming)
     driver.py     sweep(): plan -> executor -> store -> the tidy table with its RunRecord
+
+The package root exports lazily (PEP 562), so importing ``estimators.sweep.executors`` or
+``estimators.sweep.store`` loads no TensorFlow.
 """
 
-from estimators.results import CELLS_DIR
-from estimators.sweep.driver import PER_METHOD, TIMED, resolve_jit_compile, sweep
-from estimators.sweep.store import TRUTHS_DIR
+import importlib
 
-__all__ = ["CELLS_DIR", "PER_METHOD", "TIMED", "TRUTHS_DIR", "resolve_jit_compile", "sweep"]
+_EXPORTS = {
+    "sweep": "estimators.sweep.driver",
+    "resolve_jit_compile": "estimators.sweep.driver",
+    "PER_METHOD": "estimators.sweep.driver",
+    "TIMED": "estimators.sweep.driver",
+    "CELLS_DIR": "estimators.results",
+    "TRUTHS_DIR": "estimators.sweep.store",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'estimators.sweep' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

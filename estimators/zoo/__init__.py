@@ -205,7 +205,13 @@ def digits_preset(quick=False):
     # AIS at two budgets: K chains x T temperatures x L = 10 leapfrog steps per point. SMC with
     # K particles (and 16 pilot particles); target_ess = 0.9: at the default 0.5 it tempers from
     # the encoder's q(z|x) in 2-3 stages here and is hardly better than posterior-IS.
-    annealing = {"ais:steps=50": [4, 16], "ais:steps=200": [4, 16], "smc:target_ess=0.9": [16, 64]}
+    ais = registry.method_with(sandwich_side="lower")
+    smc = registry.method_with(samples="particles")
+    annealing = {
+        f"{ais}:steps=50": [4, 16],
+        f"{ais}:steps=200": [4, 16],
+        f"{smc}:target_ess=0.9": [16, 64],
+    }
     return dict(
         models=models,
         data=data,
