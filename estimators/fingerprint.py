@@ -12,7 +12,9 @@ library keeps on a model do not count):
   lists and dicts element by element; components (a decoder, an encoder) in the same way;
 - the ``variables`` of every component met on the way that is a ``tf.Module`` (the learned
   weights; a model's own variables count through what it declares);
-- its ``amortized_posterior``, when one is attached.
+- its ``amortized_posterior``, when one is attached;
+- for a bound method (``module.log_likelihood``, say, passed to a ``CallableModel``), its
+  function's name and the object it is bound to, fingerprinted as a component.
 
 A component that declares nothing and holds no variables (a plain Python function as decoder,
 a ``tf.Module`` that keeps its weights as constants) cannot be fingerprinted: its numbers could
@@ -23,6 +25,7 @@ declare its own arguments: its constants are invisible otherwise.
 """
 
 import hashlib
+import inspect
 
 import numpy as np
 import tensorflow as tf
@@ -84,6 +87,9 @@ def _update(digest, value, path):
             feed(f"{key!s}=")
             _update(digest, value[key], f"{path}.{key}")
         feed("}")
+    elif inspect.ismethod(value):  # a bound method: its function's name and its owner's state
+        feed(f"method:{value.__func__.__qualname__};")
+        _update(digest, value.__self__, f"{path}.__self__")
     else:
         _update_component(digest, value, path)
 
