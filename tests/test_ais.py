@@ -5,6 +5,10 @@ Tolerances are K standard errors of the quantity tested (SE = sd / sqrt(n)); rep
 a tiled x (each row runs its own chains), so one call gives hundreds of independent estimates.
 """
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -234,6 +238,34 @@ def test_one_trace_serves_every_number_of_chains_and_steps():
         model, spec, None, False, False, spec.method.default_chunk, True
     )
     assert fn.experimental_get_tracing_count() == 1
+
+
+XLA_COMPILES = """
+import tensorflow as tf
+from estimators import LinearGaussian, estimate
+model = LinearGaussian([[1.0, 0.3], [0.2, -0.5], [0.4, 0.4]], [0.0, 0.0, 0.0], 0.7)
+x = model.sample(3, seed=0)
+for chains, steps in ((8, 5), (16, 6), (100, 50), (9, 200), (64, 7)):
+    estimate(model, x, "ais:start=prior", chains, seed=0, steps=steps).numpy()
+"""
+
+
+def test_one_xla_compilation_serves_every_k_and_t_with_the_pilot():
+    """A tf.function traced once can still be compiled by XLA once per value of an input that
+    an op needs at compile time (a slice index derived from T did that: every new T cost a
+    compilation of seconds). Counted from XLA's own log in a fresh interpreter: with the default
+    options (adapt=pilot) and K >= the default chunk, new K and T reuse one compilation."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0", "TF_CPP_VMODULE": "device_compiler=2"}
+    done = subprocess.run(
+        [sys.executable, "-c", XLA_COMPILES], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    compiles = [
+        line
+        for line in done.stderr.splitlines()
+        if "Instantly compiling" in line and "__inference_compute" in line
+    ]
+    assert len(compiles) == 1, compiles
 
 
 def test_spec_string_and_keyword_options_are_the_same_call():

@@ -191,7 +191,9 @@ def test_far_data_float32_is_finite_and_accurate():
     truth = lg64.log_marginal(x).numpy()
     assert truth.max() < -3e4
     for method in METHODS:
-        est = estimate(lg32, x, method, 300, seed=0).numpy()
+        # Finiteness does not depend on the number of temperatures: a short path is as far out.
+        short = {"steps": 10} if "steps" in parse(method).kwargs else {}
+        est = estimate(lg32, x, method, 300, seed=0, **short).numpy()
         assert np.all(np.isfinite(est)), method
     est = estimate(lg32, x, "posterior_is", 300, seed=0).numpy()
     np.testing.assert_allclose(est, truth, rtol=2e-5)

@@ -273,7 +273,9 @@ def compiled_annealer(
             lo = tf.cast(tf.floor(r), tf.int32)
             hi = tf.minimum(lo + 1, pilot_moves - 1)
             w = r - tf.cast(lo, dtype)
-            return tf.exp((1.0 - w) * table[lo] + w * table[hi])
+            # tf.gather, not table[lo]: a slice index XLA must know at compile time would make
+            # num_steps a compile-time constant (a new compilation for every T).
+            return tf.exp((1.0 - w) * tf.gather(table, lo) + w * tf.gather(table, hi))
 
         last = lambda state, valid: frozen(tf.maximum(num_steps - 2, 0), None)  # noqa: E731
         return (tf.zeros([n], dtype), frozen, lambda k, s, a: s), last
