@@ -7,6 +7,8 @@
     estimators compare OLD_DIR NEW_DIR [--metric rmse] [--threshold 1.5] [--alpha 0.01]
                        [--format table|markdown|html|csv|json] [--fail-on-regression]
     estimators train NAME [--out DIR] [--epochs N] [--seed S] [--no-evaluate] [--quiet] [--verbose]
+    estimators evaluate MODEL --data FILE [--points N] [--budget SECONDS] [--tolerance NATS]
+                        [--out DIR] [--workers N | --scheduler tcp://HOST:PORT]
     estimators list
 
 TensorFlow is imported only inside ``run`` (and ``train``), so ``report``, ``compare``, ``list``
@@ -351,6 +353,113 @@ def list_():
         "trained models (estimators.load_model(NAME); the digits preset)",
         pd.DataFrame(rows, columns=["model", "data", "test log p(x)", "test ELBO"]),
     )
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+@app.command()
+def evaluate(
+    model: str = typer.Argument(
+        ...,
+        help="a zoo name (estimators list), a saved Keras decoder (.keras, .h5 or a SavedModel "
+        "folder) or a Python object path package.module:attribute (a model, or a function "
+        "returning one)",
+    ),
+    data: Path = typer.Option(..., help="the data: .npy, .npz, .csv or .parquet, one row a point"),
+    points: int | None = typer.Option(None, help="use the first N rows [default: all]"),
+    budget: float = typer.Option(600.0, help="seconds for certifying an estimator"),
+    tolerance: float = typer.Option(0.1, help="nats: the mean sandwich width to reach"),
+    seed: int = typer.Option(0, help="every stage's seed is folded from it"),
+    out: Path | None = typer.Option(None, help="output folder [default: reports/evaluate-MODEL]"),
+    likelihood: str = typer.Option("gaussian", help="Keras decoder: gaussian | bernoulli"),
+    scale: str | None = typer.Option(
+        None, help="Keras Gaussian decoder: the noise sigma, or 'heteroscedastic'"
+    ),
+    encoder: Path | None = typer.Option(None, help="Keras decoder: a saved Keras encoder"),
+    encoder_output: str = typer.Option(
+        "auto",
+        help="the encoder's outputs: loc_scale | loc_log_scale | concat_loc_log_scale | "
+        "concat_loc_softplus_scale | auto (pair: loc_scale; one tensor: softplus)",
+    ),
+    quiet: bool = typer.Option(False, help="no progress lines"),
+    verbose: bool = typer.Option(False, help="show TensorFlow's native start-up logging"),
+    xla: bool = typer.Option(
+        True, "--xla/--no-xla", help="XLA, or graph mode (no XLA compilation: small runs)"
+    ),
+    workers: int | None = typer.Option(
+        None, help="run the data batches on a local Dask cluster of N worker processes"
+    ),
+    scheduler: str | None = typer.Option(
+        None, help="run the data batches on an existing Dask cluster, e.g. tcp://HOST:8786"
+    ),
+):
+    """Certify an estimator on data simulated from MODEL (the AIS/BDMC sandwich), run the
+    cheapest certified one on --data and write a per-point table and a report. Rerun to resume."""
+    if workers is not None and workers < 1:
+        _fail(f"--workers must be at least 1; got {workers}", USAGE_ERROR)
+    if workers is not None and scheduler is not None:
+        _fail(
+            "give --workers (a local cluster) or --scheduler (an existing one), not both",
+            USAGE_ERROR,
+        )
+    if not budget > 0 or not tolerance > 0:
+        _fail(
+            f"--budget and --tolerance must be positive; got {budget} and {tolerance}", USAGE_ERROR
+        )
+    started = time.perf_counter()
+    quiet_tensorflow(verbose)
+    from estimators.user_inputs import InputError, default_out, load_user_model, read_data
+
+    try:
+        x = read_data(data, points)
+        user_model = load_user_model(
+            model,
+            likelihood=likelihood,
+            scale=scale,
+            encoder=encoder,
+            encoder_output=encoder_output,
+        )
+        user_model.check_data(x)  # the data fit the model: D, binary values where needed
+    except (InputError, ValueError) as err:
+        _fail(str(err).strip().splitlines()[0], USAGE_ERROR)
+    from estimators.evaluate import evaluate as run_evaluation
+
+    out = out or default_out(model)
+    log = (lambda line: None) if quiet else (lambda line: console.print(line, highlight=False))
+    cluster = ExitStack()
+    try:
+        client = _start_cluster(cluster, workers, scheduler)
+        if client is None:
+            console.print(device_line(environment_info(xla=xla)), highlight=False)
+        result = run_evaluation(
+            user_model,
+            x,
+            out=out,
+            budget=budget,
+            tolerance=tolerance,
+            seed=seed,
+            jit_compile=xla,
+            client=client,
+            model_name=model,
+            data_name=str(data),
+            log=log,
+            notify=lambda line: errors.print(f"warning: {line}", highlight=False, soft_wrap=True),
+        )
+    except ResultsError as err:
+        _fail(str(err), RESULTS_ERROR)
+    except OSError as err:
+        _fail(f"cannot write to {out}: {err}", RESULTS_ERROR)
+    except KeyboardInterrupt:
+        _fail(f"interrupted; finished stages are saved in {out}/stages: rerun to resume", 130)
+    except ClusterError as err:
+        _fail(f"{err}; finished stages are saved in {out}/stages", RESULTS_ERROR)
+    finally:
+        cluster.close()
+    from estimators.report.evaluation import headline
+
+    console.print(headline(result.summary), highlight=False, soft_wrap=True)
+    console.print(f"report: {out / 'report.html'}  ({time.perf_counter() - started:.1f} s in all)")
 
 
 # --------------------------------------------------------------------------- train

@@ -118,6 +118,10 @@ class Method:
     # The textbook importance sampler a report compares models by: "prior" (z ~ p(z)) or
     # "posterior" (z ~ the exact or amortized q(z|x)); None for every other method.
     baseline_role: str | None = None
+    # ``estimators evaluate`` may pick it: a stochastic lower bound run at growing num_samples on
+    # data simulated from the model and judged against the sandwich there (the sandwich's lower
+    # side is always a candidate, at each T of the sandwich).
+    evaluate_candidate: bool = False
 
     @property
     def is_bound(self):
@@ -408,6 +412,7 @@ REGISTRY = {
             needs=(NEEDS_POSTERIOR,),
             in_presets=True,
             baseline_role="posterior",
+            evaluate_candidate=True,
         ),
         Method(
             "elbo",
@@ -465,6 +470,7 @@ REGISTRY = {
             "estimators.algorithms.ais",
             STOCHASTIC_LOWER,
             sandwich_side="lower",
+            evaluate_candidate=True,
             needs=(NEEDS_CONTINUOUS,),
             samples="chains",
             cost="K T (L + 1) + pilot",
@@ -516,6 +522,7 @@ REGISTRY = {
             needs=(NEEDS_CONTINUOUS,),
             samples="particles",
             cpu_jit_compile=True,
+            evaluate_candidate=True,
             cost="(K + pilot) (S + (S - 1) m L), S stages (random, <= max_stages)",
             evaluations=_smc_evaluations,
             options=(
