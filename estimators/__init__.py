@@ -10,7 +10,7 @@ file before any submodule. ``from estimators import estimate`` works as usual. (
 lives in ``estimators.estimator``: a submodule named ``estimate`` would shadow the function.)
 """
 
-import importlib
+from estimators.lazy import lazy_exports
 
 _EXPORTS = {
     "METHODS": "estimators.estimator",
@@ -32,14 +32,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'estimators' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # cache: later lookups skip __getattr__
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

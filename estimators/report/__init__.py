@@ -17,7 +17,7 @@ The names below are imported lazily (PEP 562), so ``estimators.report.document``
 renderers, which ``estimators compare`` uses, load without matplotlib. No TensorFlow anywhere.
 """
 
-import importlib
+from estimators.lazy import lazy_exports
 
 _EXPORTS = {
     "write_report": "estimators.report.write",
@@ -35,14 +35,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'estimators.report' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

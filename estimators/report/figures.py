@@ -90,22 +90,27 @@ def _plot_frame(cells):
     )
 
 
-def _facets(
-    frame, methods, x, y, low=None, high=None, floor=None, ref_power=None, xlabel="", ylabel=""
-):
-    """Log-log panels per model: a line per method, its CI band, a round-off floor and a
-    dashed reference line ∝ x^ref_power through the median of the methods at the largest x."""
-    grid = sns.FacetGrid(
+def model_grid(frame, methods, sharey):
+    """A panel per model, a colour per method (in ``methods``' order)."""
+    return sns.FacetGrid(
         frame,
         col="model",
         hue="method",
         hue_order=methods,
         sharex=False,
-        sharey=False,
+        sharey=sharey,
         height=3.4,
         aspect=1.15,
         palette="colorblind",
     )
+
+
+def _facets(
+    frame, methods, x, y, low=None, high=None, floor=None, ref_power=None, xlabel="", ylabel=""
+):
+    """Log-log panels per model: a line per method, its CI band, a round-off floor and a
+    dashed reference line ∝ x^ref_power through the median of the methods at the largest x."""
+    grid = model_grid(frame, methods, sharey=False)
 
     def draw(data, color, label):
         data = data.sort_values("num_samples")  # a path through increasing M
@@ -342,17 +347,7 @@ FIGURE_MAKERS = {
 def coverage_figure(coverage, methods):
     """Per model: coverage against M, a line per method, Clopper-Pearson bars, the nominal line."""
     methods = [m for m in methods if m in set(coverage["method"])]
-    grid = sns.FacetGrid(
-        coverage,
-        col="model",
-        hue="method",
-        hue_order=methods,
-        sharex=False,
-        sharey=True,
-        height=3.4,
-        aspect=1.15,
-        palette="colorblind",
-    )
+    grid = model_grid(coverage, methods, sharey=True)
 
     def draw(data, color, label):
         data = data.sort_values("num_samples")

@@ -16,7 +16,7 @@ The package root exports lazily (PEP 562), so importing ``estimators.sweep.execu
 ``estimators.sweep.store`` loads no TensorFlow.
 """
 
-import importlib
+from estimators.lazy import lazy_exports
 
 _EXPORTS = {
     "sweep": "estimators.sweep.driver",
@@ -29,14 +29,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'estimators.sweep' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
