@@ -236,29 +236,13 @@ def test_fingerprints_of_user_models(models):
 
 # ------------------------------------------------------------------------------- N = 1
 
-SINGLE_ROW_BROKEN = pytest.mark.xfail(
-    reason="estimators/algorithms/annealing.py: a first call on one row traces N = 1 into the "
-    "HMC leapfrog loop, whose state then leaves the loop as [K, None, d] (ValueError 'enters "
-    "the loop with shape (8, 1, 3)'); fix there (an input_signature with N = None, as "
-    "reference._is_pass has); remove this marker then",
-    strict=True,
-)
-
 
 def single_row_model():
     rng = np.random.default_rng(4)
     return LinearGaussian(rng.normal(size=(5, 3)), np.zeros(5), 0.5)
 
 
-@pytest.mark.parametrize(
-    "method",
-    [
-        pytest.param(name, marks=SINGLE_ROW_BROKEN)
-        if methods.REGISTRY[name].sandwich_side
-        else name
-        for name in methods.names()
-    ],
-)
+@pytest.mark.parametrize("method", methods.names())
 def test_estimate_on_a_single_row(method):
     """N = 1 as the model's first call: every method gives one finite estimate and se."""
     model = single_row_model()  # fresh: nothing compiled for it yet

@@ -280,12 +280,22 @@ def compiled_annealer(
         last = lambda state, valid: frozen(tf.maximum(num_steps - 2, 0), None)  # noqa: E731
         return (tf.zeros([n], dtype), frozen, lambda k, s, a: s), last
 
+    # Every size open: one trace for every N (a first call on one row must not trace N = 1, which
+    # broadcasting in the HMC loop would turn into an unknown dimension), K and T.
+    signature = [
+        tf.TensorSpec([None, model.data_dim], dtype),
+        tf.TensorSpec([], tf.int32),
+        tf.TensorSpec([], tf.int32),
+        tf.TensorSpec([2], tf.int64),
+    ]
+    if reverse:
+        signature.append(tf.TensorSpec([None, model.latent_dim], dtype))
     return cached_function(
         model,
         "annealing",
         key,
         lambda: compute,
         owner=posterior,
+        input_signature=signature,
         jit_compile=jit_compile,
-        reduce_retracing=True,
     )
