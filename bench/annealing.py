@@ -83,3 +83,52 @@ class TrackEvaluationRate:
     def track_evaluation_rate_ratio(self, model):
         model, x = _model_and_data(model)
         return _rate(model, x, NAIVE_MC, NAIVE_SAMPLES) / _rate(model, x, SPECS[1], CHAINS)
+
+
+TFP_STEPS, TFP_LEAPFROG = 200, 10
+
+
+def _tfp_rate(model, x):
+    """Evaluations (with gradients) per second of TFP's ``sample_annealed_importance_chain``
+    with its HMC kernel on the same path from the prior, K chains, T steps, L leapfrog steps,
+    counted as the suite counts AIS's: K T (L + 1) per point (best of 3 warm calls)."""
+    import tensorflow as tf
+    import tensorflow_probability as tfp
+
+    def target(z):
+        return model.prior.log_prob(z) + model.likelihood(z).log_prob(x)
+
+    @tf.function(jit_compile=True)
+    def run(seed):
+        z0 = model.prior.sample([CHAINS, x.shape[0]], seed=seed)
+        _, log_w, _ = tfp.mcmc.sample_annealed_importance_chain(
+            num_steps=TFP_STEPS,
+            proposal_log_prob_fn=model.prior.log_prob,
+            target_log_prob_fn=target,
+            current_state=z0,
+            make_kernel_fn=lambda tlp: tfp.mcmc.HamiltonianMonteCarlo(
+                tlp, step_size=0.1, num_leapfrog_steps=TFP_LEAPFROG
+            ),
+            seed=seed,
+        )
+        return tf.reduce_logsumexp(log_w, axis=0)
+
+    run(tf.constant([0, 0], tf.int32)).numpy()
+    best = min(_timed(lambda: run(tf.constant([1, 0], tf.int32)).numpy()) for _ in range(3))
+    return CHAINS * TFP_STEPS * (TFP_LEAPFROG + 1) * x.shape[0] / best
+
+
+class TrackRateAgainstTFP:
+    """The suite's AIS evaluation rate / TFP's ``sample_annealed_importance_chain``'s, on the
+    same decoder and path (from the prior), K = 16, T = 200, L = 10, in one process: at least 1
+    means the suite's loop (pilot and chunks included) is as lean as TFP's."""
+
+    params = (list(MODELS),)
+    param_names = ("model",)
+    timeout = 900
+    unit = "ratio"
+
+    def track_rate_against_tfp(self, model):
+        model, x = _model_and_data(model)
+        spec = f"{AIS}:start=prior,steps={TFP_STEPS}"
+        return _rate(model, x, spec, CHAINS) / _tfp_rate(model, x)
