@@ -387,6 +387,12 @@ def evaluate(
     xla: bool = typer.Option(
         True, "--xla/--no-xla", help="XLA, or graph mode (no XLA compilation: small runs)"
     ),
+    exact: bool = typer.Option(
+        True,
+        "--exact/--no-exact",
+        help="score against the exact log p(x) where the model has one (closed form; "
+        "quadrature for latent_dim <= 2, slow for many points)",
+    ),
     workers: int | None = typer.Option(
         None, help="run the data batches on a local Dask cluster of N worker processes"
     ),
@@ -440,6 +446,7 @@ def evaluate(
             tolerance=tolerance,
             seed=seed,
             jit_compile=xla,
+            exact=exact,
             client=client,
             model_name=model,
             data_name=str(data),
