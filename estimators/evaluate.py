@@ -392,7 +392,9 @@ def certify(model, settings, store, log):
     for steps in settings.steps if sandwich_applies else ():
         if settings.budget is not None and rungs:
             last = rungs[-1]
-            predicted = last["seconds"] * steps / last["steps"]
+            # the last T's warm time scaled to this T, plus its overhead (a compilation)
+            warm = last["seconds_per_point"] * points
+            predicted = warm * steps / last["steps"] + max(last["seconds"] - warm, 0.0)
             if spent + predicted > settings.budget:
                 stop = (
                     f"the budget of {settings.budget:g} s would be spent before T = {steps} "

@@ -13,15 +13,16 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 from scipy import stats
 from typer.testing import CliRunner
 
 import estimators.evaluate as evaluate_module
-from estimators import LinearGaussian
+from estimators import CallableModel, GaussianMixture, LinearGaussian
 from estimators.cli import app
 from estimators.evaluate import evaluate
 from estimators.fingerprint import FingerprintError
-from estimators.report.evaluation import GROSSE
+from estimators.report.evaluation import GROSSE, certified_lines
 from estimators.results import ResultsError, read_table
 from estimators.user_inputs import InputError, load_user_model, read_data
 
@@ -277,3 +278,30 @@ def test_a_saved_keras_decoder_and_encoder_make_a_model(tmp_path):
             encoder=tmp_path / "encoder.keras",
             encoder_output="loc_scale",
         )
+
+
+def test_a_model_without_a_sandwich_is_judged_against_its_exact_log_p(tmp_path):
+    """A Gaussian mixture: a discrete latent (no AIS/BDMC), but an exact log p(x) and posterior."""
+    model = GaussianMixture([0.5, 0.5], [[-2.0, 0.0], [2.0, 1.0]], [[1.0, 0.5], [0.7, 1.2]])
+    result = evaluate(model, model.sample(20, seed=1), out=tmp_path, **FAST)
+    cert = result.summary["certification"]
+    assert cert["certified"] and cert["reference"] == "exact" and cert["steps"] is None
+    assert "sandwich does not apply" in cert["stop"]
+    assert result.summary["exact"]["max_abs_error"] < 1e-4  # the exact posterior: exact IS
+    assert "judged against the exact log p(x)" in (tmp_path / "report.md").read_text()
+
+
+def test_a_model_that_cannot_simulate_is_not_certified(monkeypatch):
+    """No sample_likelihood: no simulated data, so nothing to certify on; a default runs."""
+    monkeypatch.setattr(evaluate_module, "UNCERTIFIED_STEPS", 20)  # the default's T: quick
+    loglik = lambda x, z: (
+        -0.5 * tf.reduce_sum(tf.square(x - tf.reduce_sum(z, -1, keepdims=True)), -1)
+    )  # noqa: E731
+    model = CallableModel(loglik, latent_dim=1, data_dim=2)
+    result = evaluate(model, np.zeros((2, 2)), notify=lambda line: None, **FAST)
+    cert = result.summary["certification"]
+    assert not cert["certified"] and cert["reference"] is None and not cert["simulated"]
+    assert "cannot simulate" in cert["reason"]
+    assert np.isfinite(result.points["estimate"]).all()
+    text = " ".join(certified_lines(result.summary))
+    assert "Nothing was certified" in text
