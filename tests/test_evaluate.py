@@ -294,9 +294,10 @@ def test_a_model_without_a_sandwich_is_judged_against_its_exact_log_p(tmp_path):
 def test_a_model_that_cannot_simulate_is_not_certified(monkeypatch):
     """No sample_likelihood: no simulated data, so nothing to certify on; a default runs."""
     monkeypatch.setattr(evaluate_module, "UNCERTIFIED_STEPS", 20)  # the default's T: quick
-    loglik = lambda x, z: (
-        -0.5 * tf.reduce_sum(tf.square(x - tf.reduce_sum(z, -1, keepdims=True)), -1)
-    )  # noqa: E731
+
+    def loglik(x, z):
+        return -0.5 * tf.reduce_sum(tf.square(x - tf.reduce_sum(z, -1, keepdims=True)), -1)
+
     model = CallableModel(loglik, latent_dim=1, data_dim=2)
     result = evaluate(model, np.zeros((2, 2)), notify=lambda line: None, **FAST)
     cert = result.summary["certification"]

@@ -91,7 +91,7 @@ def test_user_models_give_the_mlp_models_estimates(models, x, method):
     """Graph mode (jit_compile=False) keeps these tests quick: an XLA compilation costs
     seconds per model and method, a graph trace a fraction of that; the numbers are the
     same code."""
-    options = {"steps": 8} if method == "ais" else {}
+    options = {"steps": 8, "adapt": "none"} if method == "ais" else {}  # no pilot: a quick trace
     results = {
         name: estimate(
             model, x, method, 32, seed=3, return_diagnostics=True, jit_compile=False, **options
@@ -130,7 +130,10 @@ def test_a_custom_prior_is_sampled_and_evaluated_through_the_callables(models, x
         log_prior=lambda z: tf.reduce_sum(tfd.Normal(0.0, 1.0).log_prob(z), -1),
     )
     assert custom.latent_dim == d
-    for method, options in (("naive_mc", {}), ("ais", {"steps": 5, "start": "prior"})):
+    for method, options in (
+        ("naive_mc", {}),
+        ("ais", {"steps": 5, "start": "prior", "adapt": "none"}),
+    ):
         want = estimate(default, x, method, 16, seed=2, jit_compile=False, **options)
         got = estimate(custom, x, method, 16, seed=2, jit_compile=False, **options)
         np.testing.assert_allclose(got, want, **TIGHT, err_msg=method)
@@ -142,7 +145,7 @@ def test_the_sweep_gives_the_same_table_for_every_model(models, x):
     tables = {
         name: sweep(
             {"m": model},
-            ["naive_mc", "ais:steps=5"],
+            ["naive_mc", "ais:steps=5,adapt=none"],
             [8],
             2,
             {"m": x},
@@ -263,17 +266,15 @@ def test_estimate_on_a_single_row(method):
 
 
 def test_reference_on_a_single_row():
-    """The reference's IS pass on one row first (it failed: 'Fill:0 enters the loop with shape
-    (1,)'), then on several: both agree with quadrature."""
+    """The reference's IS pass on one row as its first call (it failed: 'Fill:0 enters the loop
+    with shape (1,)') agrees with quadrature; a closed form gives SE 0."""
     model = InfiniteMixture(MLP([2, 8, 3], seed=5), 2, scale=0.7)
-    x = model.sample(3, seed=0).numpy()
-    one, one_se = reference_log_marginal(model, x[:1], method="is", num_samples=4096, cache=False)
-    many, _ = reference_log_marginal(model, x, method="is", num_samples=4096, cache=False)
-    exact, _ = reference_log_marginal(model, x, method="exact")
-    assert one.shape == (1,) and one_se.shape == (1,)
-    np.testing.assert_allclose(one, exact[:1], atol=0.05)
-    np.testing.assert_allclose(many, exact, atol=0.05)
-    closed, se = reference_log_marginal(single_row_model(), x[:1, :3].repeat(2, 1)[:, :5])
+    x1 = model.sample(1, seed=0).numpy()
+    one, one_se = reference_log_marginal(model, x1, method="is", num_samples=4096, cache=False)
+    exact, _ = reference_log_marginal(model, x1, method="exact")
+    assert one.shape == (1,) and one_se.shape == (1,) and 0 < one_se[0] < 0.05
+    np.testing.assert_allclose(one, exact, atol=5 * one_se[0])
+    closed, se = reference_log_marginal(single_row_model(), np.ones((1, 5)))
     assert closed.shape == (1,) and se[0] == 0
 
 
@@ -282,7 +283,7 @@ def test_sweep_on_a_single_row(models):
     x1 = model.sample(1, seed=2).numpy()
     df = sweep(
         {"m": model},
-        ["naive_mc", "ais:steps=5"],
+        ["naive_mc", "ais:steps=5,adapt=none"],
         [8],
         2,
         {"m": x1},
