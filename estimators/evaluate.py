@@ -176,7 +176,10 @@ def evaluate(
     certification = certify(model, settings, store, log)
     plan = data_plan(model, certification)
     executor = _executor(client)
-    points, data_seconds = run_on_data(model, x, plan, settings, store, executor, fingerprint, log)
+    # On a cluster, each worker keeps the first copy of the model it receives (and its compiled
+    # functions) for the next batches; in this process the model is at hand.
+    resident = None if client is None else fingerprint or f"unfingerprinted-{id(model)}"
+    points, data_seconds = run_on_data(model, x, plan, settings, store, executor, resident, log)
     exact = exact_values(model, x, store, "exact-data", log) if settings.exact else None
     if exact is not None:
         points["exact"] = exact
@@ -407,10 +410,10 @@ def certify(model, settings, store, log):
         frame = store.load("sandwich", key)
         if frame is None:
             start = time.perf_counter()
-            low = timed_estimate(
-                model, x_sim, lower, stage_seed(settings.seed, lower.method), z_sim
-            )
-            up = timed_estimate(model, x_sim, upper, stage_seed(settings.seed, upper.method), z_sim)
+            jit = settings.jit_compile
+            low_seed, up_seed = (stage_seed(settings.seed, c.method) for c in (lower, upper))
+            low = timed_estimate(model, x_sim, lower, low_seed, z_sim, jit)
+            up = timed_estimate(model, x_sim, upper, up_seed, z_sim, jit)
             wall = time.perf_counter() - start  # compilation included: it spends the budget
             frame = pd.DataFrame(
                 {
@@ -710,7 +713,8 @@ def evaluate_batch(model, model_key, rows, count, plan, seed, jit_compile=True):
     """One batch of data rows (padded to the batch shape) through every configuration of the
     plan: a frame of ``count`` rows, columns per configuration (its prefix + estimate, se,
     khat, ess, evaluations, seconds). The function a Dask worker runs; it needs only its
-    arguments."""
+    arguments. ``model_key`` (on a cluster): the worker computes with the first copy of that
+    model it received, whose compiled functions the next batches reuse."""
     model = _RESIDENT.setdefault(model_key, model) if model_key else model
     columns = {}
     for prefix, config in plan.columns():
@@ -721,14 +725,13 @@ def evaluate_batch(model, model_key, rows, count, plan, seed, jit_compile=True):
     return pd.DataFrame(columns)
 
 
-def run_on_data(model, x, plan, settings, store, executor, fingerprint, log):
+def run_on_data(model, x, plan, settings, store, executor, model_key, log):
     """Stage 3: the plan on every row of x, in batches of one shape (the last padded with copies
     of its first row, dropped again). Returns (per-point frame, seconds)."""
     n = x.shape[0]
     rows = min(int(settings.batch_rows), max(n, 2))  # >= 2 rows: one shape for every call
     starts = list(range(0, n, rows))
     results, calls = {}, []
-    model_key = fingerprint or f"unfingerprinted-{id(model)}"
     for index, start in enumerate(starts):
         batch = x[start : start + rows]
         count = batch.shape[0]

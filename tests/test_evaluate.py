@@ -161,8 +161,16 @@ def test_a_model_that_cannot_be_fingerprinted_says_so_once_and_runs(
         raise FingerprintError("model.log_likelihood (function <lambda>) cannot be fingerprinted")
 
     monkeypatch.setattr(evaluate_module, "model_fingerprint", refuse)
+    modes, original = set(), evaluate_module.estimate
+
+    def recording(*args, **kwargs):
+        modes.add(kwargs["jit_compile"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "estimate", recording)
     said = []
     result = evaluate(model, x[:8], out=tmp_path / "new", notify=said.append, **FAST)
+    assert modes == {False}  # every stage ran in the mode asked for
     assert len(said) == 1 and "without resuming" in said[0] and "\n" not in said[0]
     assert len(result.points) == 8 and (tmp_path / "new" / "report.md").exists()
     assert not (tmp_path / "new" / "stages").exists()  # nothing stored: nothing to resume
