@@ -142,13 +142,7 @@ def run(
             registry.parse(method)
         except ValueError as err:
             _fail(str(err), USAGE_ERROR)
-    if workers is not None and workers < 1:
-        _fail(f"--workers must be at least 1; got {workers}", USAGE_ERROR)
-    if workers is not None and scheduler is not None:
-        _fail(
-            "give --workers (a local cluster) or --scheduler (an existing one), not both",
-            USAGE_ERROR,
-        )
+    _check_cluster_options(workers, scheduler)
     out = out or Path("reports") / (f"{preset}-quick" if quick else preset)
     started = time.perf_counter()
     quiet_tensorflow(verbose)
@@ -207,6 +201,17 @@ def run(
     summary = _write_report(df, out, write_report)
     _print_findings(summary)
     console.print(f"report: {out / 'report.html'}  ({time.perf_counter() - started:.1f} s in all)")
+
+
+def _check_cluster_options(workers, scheduler):
+    """--workers N (N >= 1) or --scheduler ADDRESS, not both: else a one-line usage error."""
+    if workers is not None and workers < 1:
+        _fail(f"--workers must be at least 1; got {workers}", USAGE_ERROR)
+    if workers is not None and scheduler is not None:
+        _fail(
+            "give --workers (a local cluster) or --scheduler (an existing one), not both",
+            USAGE_ERROR,
+        )
 
 
 def _start_cluster(stack, workers, scheduler):
@@ -402,13 +407,7 @@ def evaluate(
 ):
     """Certify an estimator on data simulated from MODEL (the AIS/BDMC sandwich), run the
     cheapest certified one on --data and write a per-point table and a report. Rerun to resume."""
-    if workers is not None and workers < 1:
-        _fail(f"--workers must be at least 1; got {workers}", USAGE_ERROR)
-    if workers is not None and scheduler is not None:
-        _fail(
-            "give --workers (a local cluster) or --scheduler (an existing one), not both",
-            USAGE_ERROR,
-        )
+    _check_cluster_options(workers, scheduler)
     if not budget > 0 or not tolerance > 0:
         _fail(
             f"--budget and --tolerance must be positive; got {budget} and {tolerance}", USAGE_ERROR
