@@ -5,17 +5,7 @@ import base64
 import html
 from pathlib import Path
 
-from estimators.report.document import (
-    Bullets,
-    Callout,
-    Details,
-    Document,
-    Figure,
-    Items,
-    Paragraph,
-    Section,
-    Table,
-)
+from estimators.report import document as doc
 from estimators.tables import format_value
 
 STYLE = """
@@ -29,7 +19,7 @@ img { max-width: 100%; } figcaption { color: #555; font-size: 0.9em; margin-bott
 esc = html.escape
 
 
-def render_html(document: Document, folder: str | Path | None = None) -> str:
+def render_html(document: doc.Document, folder: str | Path | None = None) -> str:
     """The page; ``folder`` holds the figures' PNG files (needed only when there are figures)."""
     body = [f"<h1>{esc(document.title)}</h1>"] if document.title else []
     for section in document.sections:
@@ -40,12 +30,12 @@ def render_html(document: Document, folder: str | Path | None = None) -> str:
     )
 
 
-def render_section(section: Section, folder=None) -> list[str]:
+def render_section(section: doc.Section, folder=None) -> list[str]:
     level = min(section.level, 6)
     body = [f"<h{level}>{esc(section.heading)}</h{level}>"] if section.heading else []
     for block in section.blocks:
         body.append(
-            _figure(block, folder) if isinstance(block, Figure) else BLOCKS[type(block)](block)
+            _figure(block, folder) if isinstance(block, doc.Figure) else BLOCKS[type(block)](block)
         )
     return body
 
@@ -87,10 +77,10 @@ def _details(block):
 
 
 BLOCKS = {
-    Paragraph: _paragraph,
-    Items: _items,
-    Bullets: _bullets,
-    Callout: _callout,
-    Table: _table,
-    Details: _details,
+    doc.Paragraph: _paragraph,
+    doc.Items: _items,
+    doc.Bullets: _bullets,
+    doc.Callout: _callout,
+    doc.Table: _table,
+    doc.Details: _details,
 }

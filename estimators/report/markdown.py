@@ -2,28 +2,18 @@
 
 import json
 
-from estimators.report.document import (
-    Bullets,
-    Callout,
-    Details,
-    Document,
-    Figure,
-    Items,
-    Paragraph,
-    Section,
-    Table,
-)
+from estimators.report import document as doc
 from estimators.tables import markdown_table
 
 
-def render_markdown(document: Document) -> str:
+def render_markdown(document: doc.Document) -> str:
     parts = [f"# {document.title}", ""] if document.title else []
     for section in document.sections:
         parts += render_section(section)
     return "\n".join(parts).rstrip("\n") + "\n"
 
 
-def render_section(section: Section) -> list[str]:
+def render_section(section: doc.Section) -> list[str]:
     parts = [f"{'#' * section.level} {section.heading}", ""] if section.heading else []
     for block in section.blocks:
         parts += BLOCKS[type(block)](block) + [""]
@@ -75,11 +65,11 @@ def _is_json(text):
 
 
 BLOCKS = {
-    Paragraph: _paragraph,
-    Items: _items,
-    Bullets: _bullets,
-    Callout: _callout,
-    Table: _table,
-    Figure: _figure,
-    Details: _details,
+    doc.Paragraph: _paragraph,
+    doc.Items: _items,
+    doc.Bullets: _bullets,
+    doc.Callout: _callout,
+    doc.Table: _table,
+    doc.Figure: _figure,
+    doc.Details: _details,
 }

@@ -9,17 +9,7 @@ skipped) is left out. The renderers (markdown.py, html.py) lay the same document
 """
 
 from estimators.report import display
-from estimators.report.document import (
-    Bullets,
-    Callout,
-    Details,
-    Document,
-    Figure,
-    Items,
-    Paragraph,
-    Section,
-    Table,
-)
+from estimators.report import document as doc
 from estimators.report.figures import (
     COVERAGE_FIGURE,
     FIGURES,
@@ -83,23 +73,23 @@ COVERAGE_INTRO = (
 )
 
 
-def build_document(summary: Summary, figures: dict[str, Figure]) -> Document:
+def build_document(summary: Summary, figures: dict[str, doc.Figure]) -> doc.Document:
     """The report's sections from the summary and the figures ``draw_figures`` wrote."""
     preset = summary.record.config.preset if summary.record else None
     sections = [
-        Section(None, [Paragraph(INTRO)]),
-        Section("Verdicts", [Items(summary.verdicts)]),
-        Section("Models", [Paragraph(MODELS_INTRO), Table(model_facts(summary.cells))]),
+        doc.Section(None, [doc.Paragraph(INTRO)]),
+        doc.Section("Verdicts", [doc.Items(summary.verdicts)]),
+        doc.Section("Models", [doc.Paragraph(MODELS_INTRO), doc.Table(model_facts(summary.cells))]),
         *_sandwich(summary, figures),
         *_skipped(summary),
-        Section("Slopes (log–log against M)", [Table(display.slope_table(summary.slopes))]),
-        Section("Figures", [figures[name] for name in FIGURES]),
+        doc.Section("Slopes (log–log against M)", [doc.Table(display.slope_table(summary.slopes))]),
+        doc.Section("Figures", [figures[name] for name in FIGURES]),
         *_diagnostics(summary, figures),
         *_coverage(summary, figures),
         _summary_table(summary),
         *_run(summary),
     ]
-    return Document(f"Estimator comparison: {preset or 'sweep'}", sections)
+    return doc.Document(f"Estimator comparison: {preset or 'sweep'}", sections)
 
 
 def _sandwich(summary, figures):
@@ -107,14 +97,14 @@ def _sandwich(summary, figures):
         return []
     names = sides()
     return [
-        Section(
+        doc.Section(
             f"The sandwich: forward AIS ({names['lower']}) ≤ log p(x) ≤ reverse AIS "
             f"({names['upper']})",
             [
-                Items(summary.sandwich_verdicts),
-                Paragraph(SANDWICH_NOTE.format(**names)),
+                doc.Items(summary.sandwich_verdicts),
+                doc.Paragraph(SANDWICH_NOTE.format(**names)),
                 figures[SANDWICH_FIGURE],
-                Table(display.sandwich_table(summary.sandwich)),
+                doc.Table(display.sandwich_table(summary.sandwich)),
             ],
         )
     ]
@@ -125,9 +115,9 @@ def _skipped(summary):
     if not skipped:
         return []
     return [
-        Section(
+        doc.Section(
             "Skipped (method does not apply to the model)",
-            [Bullets(display.skipped_lines(skipped))],
+            [doc.Bullets(display.skipped_lines(skipped))],
         )
     ]
 
@@ -136,13 +126,13 @@ def _diagnostics(summary, figures):
     if not summary.has_khat:
         return []
     return [
-        Section(
+        doc.Section(
             "Diagnostics against the error",
             [
-                Paragraph(DIAGNOSTIC_INTRO),
-                Items(summary.diagnostic_verdicts),
+                doc.Paragraph(DIAGNOSTIC_INTRO),
+                doc.Items(summary.diagnostic_verdicts),
                 figures[KHAT_FIGURE],
-                Table(display.diagnostic_table(summary.cells)),
+                doc.Table(display.diagnostic_table(summary.cells)),
             ],
         )
     ]
@@ -151,39 +141,42 @@ def _diagnostics(summary, figures):
 def _coverage(summary, figures):
     if not len(summary.coverage):
         return []
-    blocks = [Paragraph(COVERAGE_INTRO), figures[COVERAGE_FIGURE]]
+    blocks = [doc.Paragraph(COVERAGE_INTRO), figures[COVERAGE_FIGURE]]
     if summary.coverage_verdict:
-        blocks.append(Paragraph(summary.coverage_verdict))
-    blocks.append(Table(display.coverage_table(summary.coverage)))
+        blocks.append(doc.Paragraph(summary.coverage_verdict))
+    blocks.append(doc.Table(display.coverage_table(summary.coverage)))
     if len(summary.coverage_left_out):
         blocks += [
-            Paragraph("Left out:"),
-            Bullets(display.left_out_lines(summary.coverage_left_out)),
+            doc.Paragraph("Left out:"),
+            doc.Bullets(display.left_out_lines(summary.coverage_left_out)),
         ]
-    return [Section("Coverage of the error bars", blocks)]
+    return [doc.Section("Coverage of the error bars", blocks)]
 
 
 def _summary_table(summary):
-    blocks = [Callout("Timing", summary.timing_note)] if summary.timing_note else []
-    blocks.append(Table(display.cell_table(summary.cells)))
-    return Section("Summary (one row per model × method × M)", blocks)
+    blocks = [doc.Callout("Timing", summary.timing_note)] if summary.timing_note else []
+    blocks.append(doc.Table(display.cell_table(summary.cells)))
+    return doc.Section("Summary (one row per model × method × M)", blocks)
 
 
 def _run(summary):
     sections = [
-        Section(
+        doc.Section(
             "Run and environment",
             [
-                Bullets(run_facts(summary.record, summary.timing_note)),
-                Details("full environment (JSON)", environment_json(summary.record)),
+                doc.Bullets(run_facts(summary.record, summary.timing_note)),
+                doc.Details("full environment (JSON)", environment_json(summary.record)),
             ],
         )
     ]
     if len(summary.compile_modes):
         sections.append(
-            Section(
+            doc.Section(
                 "Compilation mode per model and method",
-                [Paragraph(COMPILE_MODE_NOTE), Table(compile_mode_table(summary.compile_modes))],
+                [
+                    doc.Paragraph(COMPILE_MODE_NOTE),
+                    doc.Table(compile_mode_table(summary.compile_modes)),
+                ],
                 level=3,
             )
         )
