@@ -22,6 +22,7 @@ divergence). A bias-corrected estimator (the jackknife) is no bound at all.
 """
 
 import functools
+import importlib.util
 from dataclasses import dataclass, field
 
 STOCHASTIC_LOWER = "stochastic lower bound (unbiased for p(x))"
@@ -33,6 +34,8 @@ NO_BOUND = "no bound"
 NEEDS_POSTERIOR = "posterior"  # a q(z|x): the exact posterior, an amortized one, or proposal=
 NEEDS_EXACT_SAMPLES = "exact_posterior"  # z ~ p(z|x) exactly: model.posterior or posterior_samples=
 NEEDS_CONTINUOUS = "continuous_latent"  # gradients in z (HMC): not a GMM's component index
+NEEDS_PACKAGE = "package:"  # "package:NAME": an optional package (a peer library) is installed
+EXTRA_OF_PACKAGE = {"dynesty": "peers"}  # the pyproject extra that installs a package
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,15 @@ class Method:
     # data simulated from the model and judged against the sandwich there (the sandwich's lower
     # side is always a candidate, at each T of the sandwich).
     evaluate_candidate: bool = False
+    # A peer: the method runs another library (named here) as that library documents it, so the
+    # suite measures the library, flaws included; the suite's own generic tests of bounds and
+    # unbiasedness leave peers out (tests/test_peers.py measures them).
+    peer: str | None = None
+
+    @property
+    def packages(self):
+        """The optional packages the method needs (its ``package:NAME`` needs)."""
+        return tuple(n[len(NEEDS_PACKAGE) :] for n in self.needs if n.startswith(NEEDS_PACKAGE))
 
     @property
     def is_bound(self):
@@ -258,6 +270,13 @@ def check_applicable(spec, model, *, proposal=None, posterior_samples=None):
     """
     spec = parse(spec)
     method, kind = spec.method, type(model).__name__
+    missing = missing_packages(spec)
+    if missing:
+        extra = EXTRA_OF_PACKAGE.get(missing[0])
+        how = f'pip install -e ".[{extra}]"' if extra else f"pip install {missing[0]}"
+        raise ValueError(
+            f"{method.name} needs the package {', '.join(missing)}, which is not installed: {how}"
+        )
     if NEEDS_CONTINUOUS in method.needs and getattr(model, "latent_dim", 0) == 0:
         raise ValueError(
             f"{method.name} needs a continuous latent (it moves z by HMC); "
@@ -288,6 +307,11 @@ def check_applicable(spec, model, *, proposal=None, posterior_samples=None):
             "exact posterior, so pass posterior_samples=z (for data simulated with "
             "model.sample(n, seed, return_latents=True))"
         )
+
+
+def missing_packages(spec):
+    """The optional packages ``spec``'s method needs that are not installed (a list of names)."""
+    return [p for p in parse(spec).method.packages if importlib.util.find_spec(p) is None]
 
 
 def check_num_samples(spec, num_samples):
@@ -370,6 +394,11 @@ _ANNEALING_OPTIONS = (
         low=2,
     ),
 )
+
+
+def _tfp_ais_evaluations(num_chains, options):
+    """K T (L + 1): each of the T steps one HMC move (L gradients) and the weight's evaluation."""
+    return num_chains * options["steps"] * (options["leapfrog"] + 1)
 
 
 def _smc_evaluations(num_particles, options):
@@ -571,6 +600,66 @@ REGISTRY = {
                     choices=("pilot", "population"),
                 ),
                 Option("pilot_particles", 16, "particles per point of the pilot run", low=1),
+            ),
+        ),
+        Method(
+            "tfp_ais",
+            "peer: TFP's tfp.mcmc.sample_annealed_importance_chain with its HMC kernel, from "
+            "the prior, as its documentation shows (fixed step size, linear path); its accept "
+            "test reuses the previous temperature's target (TFP issue #1429): measured, not fixed",
+            "estimators.algorithms.tfp_ais",
+            NO_BOUND,
+            needs=(NEEDS_CONTINUOUS,),
+            samples="chains",
+            cpu_jit_compile=True,
+            cost="K T (L + 1)",
+            evaluations=_tfp_ais_evaluations,
+            peer="tensorflow_probability",
+            options=(
+                Option("steps", 100, "T: annealing steps (TFP's num_steps)", low=1),
+                Option("leapfrog", 10, "L: leapfrog steps per HMC move", low=1),
+                Option("step_size", 0.1, "the HMC step size (fixed)", low=0.0, open_low=True),
+            ),
+        ),
+        Method(
+            "dynesty",
+            "peer: dynesty's static nested sampling (Speagle 2020) with K live points and the "
+            "prior as a unit-cube transform; log Z and its logzerr as se; likelihoods batched "
+            "through one compiled TensorFlow call per queue",
+            "estimators.algorithms.dynesty",
+            NO_BOUND,
+            needs=(NEEDS_CONTINUOUS, NEEDS_PACKAGE + "dynesty"),
+            samples="live points",
+            cost="random: the run's likelihood calls (dynesty's ncall), at least K",
+            min_samples=2,
+            peer="dynesty",
+            options=(
+                Option(
+                    "sample",
+                    "auto",
+                    "dynesty's sampling method (auto: unif below d = 10, rwalk to 20, rslice above)",
+                    choices=("auto", "unif", "rwalk", "slice", "rslice"),
+                ),
+                Option(
+                    "bound",
+                    "multi",
+                    "dynesty's bounding distribution",
+                    choices=("none", "single", "multi", "balls", "cubes"),
+                ),
+                Option(
+                    "dlogz",
+                    0.01,
+                    "stop when the live points could add at most this much to log Z",
+                    low=0.0,
+                    open_low=True,
+                ),
+                Option(
+                    "queue",
+                    16,
+                    "points proposed at once (dynesty's queue_size): their likelihoods are one "
+                    "batched TensorFlow call",
+                    low=1,
+                ),
             ),
         ),
     )

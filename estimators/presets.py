@@ -180,6 +180,48 @@ def autoregressive(quick=False):
     return Preset(**autoregressive_preset(quick))
 
 
+@register("targets")
+def targets(quick=False):
+    """The field's standard targets (funnel, many-well, 40-mode GMM, breast-cancer logistic regression): log Z by AIS, SMC, fitted-Gaussian IS and naive MC against the known or referenced log Z."""
+    from estimators.targets import TARGETS, load_target
+
+    # --quick: the two cheap targets (compiling AIS and SMC per target dominates a smoke run)
+    names = QUICK_TARGETS if quick else TARGETS
+    models = {name: load_target(name) for name in names}
+    naive = registry.method_with(baseline_role="prior")
+    fitted = registry.method_with(baseline_role="posterior")  # q(z): the target's fitted Gaussian
+    steps = TARGET_AIS_STEPS[quick]
+    lower = registry.method_with(sandwich_side="lower")
+    ais = f"{lower}:start=prior,steps={steps}"  # from the reference p(z), as the field runs it
+    ais_fitted = f"{lower}:start=posterior,steps={steps}"  # from the fitted Gaussian
+    smc = registry.method_with(samples="particles") + ":start=prior"
+    # Few budgets per method: every new chunk size (and k-hat's tail capacity, which grows with
+    # M) is a compilation, and on 2 cores compiling is most of this preset's time. SMC stays at
+    # K <= 256, the sweep's largest chunk: its untimed warm-up runs K = chunk particles, so a
+    # larger K would compile inside the timed call.
+    importance = [256, 4096, 65536]
+    num_samples = {
+        naive: importance,
+        fitted: importance,
+        ais: [8, 32],
+        ais_fitted: [8, 32],
+        smc: [64, 256],
+    }
+    if quick:  # shrink() would make every chunk the largest M: keep them all small
+        num_samples = {naive: [16], fitted: [16], ais: [8], ais_fitted: [8], smc: [16]}
+    return Preset(
+        models=models,
+        data={name: model.data(1) for name, model in models.items()},  # one dummy point each
+        methods=list(num_samples),
+        num_samples=num_samples,
+        repeats=8,
+    )
+
+
+TARGET_AIS_STEPS = {False: 1000, True: 100}  # the targets preset's AIS temperatures (by quick)
+QUICK_TARGETS = ("funnel", "gmm40")
+
+
 def gaussian_mixture_2d():
     """Four well-separated 2-D Gaussians on the corners of a square, unequal weights."""
     from estimators.models import GaussianMixture

@@ -191,6 +191,9 @@ def test_far_data_float32_is_finite_and_accurate():
     truth = lg64.log_marginal(x).numpy()
     assert truth.max() < -3e4
     for method in METHODS:
+        if parse(method).method.packages:
+            continue  # dynesty: nested sampling's cost grows with the information (~1e4 nats
+            # here, far data); it is measured in tests/test_peers.py
         # Finiteness does not depend on the number of temperatures: a short path is as far out.
         short = {"steps": 10} if "steps" in parse(method).kwargs else {}
         est = estimate(lg32, x, method, 300, seed=0, **short).numpy()
