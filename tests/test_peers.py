@@ -11,7 +11,7 @@ import tensorflow as tf
 from estimators import estimate, methods
 from estimators.algorithms import dynesty as dynesty_method
 
-from conftest import make_linear_gaussian
+from conftest import make_linear_gaussian, make_nonlinear
 
 MODEL = make_linear_gaussian(D=5, d=2, dtype=tf.float64)
 X = MODEL.sample(2, seed=0)
@@ -29,6 +29,14 @@ def test_tfp_ais_returns_finite_estimates_near_the_truth(record_property):
     assert np.all(np.abs(error) < 5 * se + 0.05), (error, se)
     np.testing.assert_array_equal(diagnostics["evaluations"].numpy(), [32 * 200 * 11] * 2)
     assert np.all((diagnostics["accept"].numpy() >= 0) & (diagnostics["accept"].numpy() <= 1))
+
+
+def test_tfp_ais_on_a_decoder_whose_shapes_are_dynamic():
+    """An MLP decoder loses the static number of rows inside TFP's loop: every size is open in the
+    compiled function's signature, so the loop state keeps one shape (it failed in a sweep)."""
+    model = make_nonlinear()
+    log_p = estimate(model, model.sample(3, seed=0), "tfp_ais", 4, seed=0, steps=5)
+    assert log_p.shape == [3] and np.all(np.isfinite(log_p.numpy()))
 
 
 def test_tfp_ais_flaw_is_measured_against_the_suites_ais(record_property):

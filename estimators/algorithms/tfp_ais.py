@@ -84,6 +84,12 @@ def compiled(model, options, jit_compile):
         return compute
 
     key = (steps, leapfrog, step_size)
+    # Every size open: a static N would meet TFP's loop state with N unknown after one step.
+    signature = [
+        tf.TensorSpec([None, model.data_dim], model.dtype),
+        tf.TensorSpec([], tf.int32),
+        tf.TensorSpec([2], tf.int64),
+    ]
     return cached_function(
-        model, "tfp_ais", key, make, jit_compile=jit_compile, reduce_retracing=True
+        model, "tfp_ais", key, make, jit_compile=jit_compile, input_signature=signature
     )
