@@ -28,3 +28,12 @@ def manifest(name: str, directory: str | Path | None = None) -> dict:
             f"{', '.join(available_models(directory)) or 'none'}"
         )
     return json.loads(path.read_text())
+
+
+PUBLISHED_FILE = Path(__file__).resolve().parent / "targets" / "published.json"
+
+
+def published(name: str) -> list[dict]:
+    """The published numbers a standard target (``estimators.targets``) is compared with:
+    [{quantity, value, kind, source}], [] for any other model. Read as data: no TensorFlow."""
+    return json.loads(PUBLISHED_FILE.read_text()).get(name, [])

@@ -268,6 +268,17 @@ def test_one_xla_compilation_serves_every_k_and_t_with_the_pilot():
     assert len(compiles) == 1, compiles
 
 
+def test_a_single_chain_runs():
+    """K = 1 (a chunk of one chain would lose its static shape in the loops): finite estimates,
+    forward and reverse."""
+    model = make_linear_gaussian()
+    x = model.sample(3, seed=0)
+    for spec in ("ais:steps=5", "bdmc:steps=5"):
+        log_p, diag = estimate(model, x, spec, 1, seed=0, return_diagnostics=True)
+        assert np.all(np.isfinite(log_p.numpy())), spec
+        assert np.all(np.isnan(diag["se"].numpy())), spec  # one chain: no spread to report
+
+
 def test_spec_string_and_keyword_options_are_the_same_call():
     model = make_linear_gaussian()
     x = model.sample(3, seed=0)

@@ -192,3 +192,24 @@ def test_the_funnel_is_biased_low(method, num, options):
     )
     value, se = pooled(log_p.numpy().astype(np.float64), diagnostics["se"].numpy())
     assert -1.5 < value < -2 * se, (value, se)
+
+
+def test_the_report_shows_each_targets_published_values(tmp_path):
+    """A run on two targets: its report has a "Published values" section naming each target's
+    source, read from the shipped data (the report loads no TensorFlow for it)."""
+    from estimators.manifests import published
+    from estimators.report import write_report
+    from estimators.sweep import sweep
+
+    names = ("funnel", "gmm40")
+    models = {name: load_target(name) for name in names}
+    data = {name: models[name].data(2) for name in names}
+    naive = methods.method_with(baseline_role="prior")
+    df = sweep(models, [naive], [16], 2, data, out=tmp_path, progress=False)
+    write_report(df, tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "## Published values" in text
+    for name in names:
+        assert published(name) == PUBLISHED[name]
+        assert PUBLISHED[name][0]["source"] in text
+    assert published("digits-gaussian-d8") == []

@@ -60,12 +60,15 @@ def run(spec, model, x, num_chains, seed, context, reverse=False):
     )
     given = context.posterior_samples is not None
     capacity = (
-        resolve_tail_capacity(num_chains, context.chunk_size, context.tail_capacity)
+        resolve_tail_capacity(num_chains, max(context.chunk_size, 2), context.tail_capacity)
         if context.diagnostics
         else 0
     )
+    # At least two chains per chunk: with a chunk of one, shape inference broadcasts the chains'
+    # leading 1 away inside the loops (a K = 1 call failed to trace); the spare chain is masked.
+    chunk = max(context.chunk_size, 2)
     fn = compiled_annealer(
-        model, spec, posterior, reverse, given, context.chunk_size, context.jit_compile, capacity
+        model, spec, posterior, reverse, given, chunk, context.jit_compile, capacity
     )
     args = (x, tf.constant(num_chains, tf.int32), tf.constant(options["steps"], tf.int32), seed)
     if reverse:  # without given draws, the model's exact posterior is sampled inside

@@ -8,6 +8,10 @@ A section whose data the run lacks (no sandwich pair, no k-hat, no standard erro
 skipped) is left out. The renderers (markdown.py, html.py) lay the same document out.
 """
 
+import pandas as pd
+
+from estimators import methods as registry
+from estimators.manifests import published
 from estimators.report import display
 from estimators.report import document as doc
 from estimators.report.figures import (
@@ -81,6 +85,7 @@ def build_document(summary: Summary, figures: dict[str, doc.Figure]) -> doc.Docu
         doc.Section("Verdicts", [doc.Items(summary.verdicts)]),
         doc.Section("Models", [doc.Paragraph(MODELS_INTRO), doc.Table(model_facts(summary.cells))]),
         *_sandwich(summary, figures),
+        *_published(summary),
         *_skipped(summary),
         doc.Section("Slopes (log–log against M)", [doc.Table(display.slope_table(summary.slopes))]),
         doc.Section("Figures", [figures[name] for name in FIGURES]),
@@ -106,6 +111,42 @@ def _sandwich(summary, figures):
                 figures[SANDWICH_FIGURE],
                 doc.Table(display.sandwich_table(summary.sandwich)),
             ],
+        )
+    ]
+
+
+PUBLISHED_NOTE = (
+    "The standard targets beside the numbers published for them. This run's best: the cell "
+    "(method, M) with the smallest RMSE against the log Z this run used as truth (exact, "
+    "quadrature, or the suite's stored long run: docs/targets.md); its mean error ± the "
+    "standard error of that mean over all its estimates, and its RMSE."
+)
+
+
+def _published(summary):
+    rows = []
+    for model, cells in summary.cells.groupby("model", sort=False):
+        for entry in published(model):
+            best = cells.loc[cells["rmse"].idxmin()]
+            estimates = best["num_points"] * best["repeats"]
+            rows.append(
+                {
+                    "model": model,
+                    "quantity": entry["quantity"],
+                    "published": entry["value"],
+                    "kind": entry["kind"],
+                    "source": entry["source"],
+                    "this run's best": f"{registry.label(best['method'])}, M = "
+                    f"{best['num_samples']}",
+                    "mean error": f"{best['bias']:+.4f} ± {(best['variance'] / estimates) ** 0.5:.4f}",
+                    "RMSE": best["rmse"],
+                }
+            )
+    if not rows:
+        return []
+    return [
+        doc.Section(
+            "Published values", [doc.Paragraph(PUBLISHED_NOTE), doc.Table(pd.DataFrame(rows))]
         )
     ]
 
