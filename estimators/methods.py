@@ -129,6 +129,10 @@ class Method:
     # suite measures the library, flaws included; the suite's own generic tests of bounds and
     # unbiasedness leave peers out (tests/test_peers.py measures them).
     peer: str | None = None
+    # Overrides for the sweep's untimed warm-up call, which exists to compile: options the
+    # compiled function does not depend on (AIS's T: one compilation serves every T), so the
+    # warm-up compiles without running the whole method; "num_samples" replaces its one chunk.
+    warm_up: dict = field(default_factory=dict)
 
     @property
     def packages(self):
@@ -345,6 +349,8 @@ def table():
 
 # Chains per chunk for AIS/BDMC: K rounded up to a multiple of this runs (the overhang masked).
 ANNEALING_CHUNK = 8
+# AIS and BDMC compile one function for every T (and the pilot's): warm up at a short path.
+ANNEALING_WARM_UP = {"steps": 2}
 PSIS_MIN_SAMPLES = 21  # the smallest M whose Pareto tail ceil(min(M/5, 3 sqrt(M))) has 5 weights
 _MIN_REASONS = {
     "psis": " (its Pareto fit needs a tail of at least 5 weights, and the tail is "
@@ -506,6 +512,7 @@ REGISTRY = {
             evaluations=_annealing_evaluations,
             default_chunk=ANNEALING_CHUNK,
             cpu_jit_compile=True,
+            warm_up=ANNEALING_WARM_UP,
             options=_ANNEALING_OPTIONS
             + (
                 Option(
@@ -530,6 +537,7 @@ REGISTRY = {
             evaluations=_annealing_evaluations,
             default_chunk=ANNEALING_CHUNK,
             cpu_jit_compile=True,
+            warm_up=ANNEALING_WARM_UP,
             options=_ANNEALING_OPTIONS
             + (
                 Option(
@@ -633,6 +641,9 @@ REGISTRY = {
             cost="random: the run's likelihood calls (dynesty's ncall), at least K",
             min_samples=2,
             peer="dynesty",
+            # Its run is Python; the compiled part is the batched likelihood, whose shape is the
+            # queue's, not K's: two live points compile it at a fraction of a run.
+            warm_up={"num_samples": 2},
             options=(
                 Option(
                     "sample",

@@ -363,3 +363,34 @@ def test_explicit_compile_mode_measures_nothing():
     )
     assert df.attrs["compile_modes"] == []
     assert {r["jit_compile"] for r in df.attrs["cells"]} == {False}
+
+
+def test_warm_up_uses_the_registrys_overrides(monkeypatch):
+    """The untimed warm-up compiles; options the compiled function does not depend on come from
+    ``Method.warm_up`` (AIS: a 2-step path; one compilation serves every T), the timed calls
+    run the cell's own."""
+    from estimators import methods
+    from estimators.sweep import cell as cell_module
+
+    ais = methods.method_with(sandwich_side="lower")
+    assert methods.REGISTRY[ais].warm_up == {"steps": 2}
+    calls = []
+    real = cell_module.estimate
+
+    def recording(model, x, method, num_samples, **kwargs):
+        calls.append((num_samples, kwargs.get("steps")))
+        return real(model, x, method, num_samples, **kwargs)
+
+    monkeypatch.setattr(cell_module, "estimate", recording)
+    models, data = small_models()
+    df = sweep(
+        {"lg": models["lg"]},
+        data={"lg": data["lg"]},
+        methods=[f"{ais}:steps=30"],
+        num_samples=[4],
+        repeats=2,
+        progress=False,
+    )
+    assert calls[0][1] == 2  # the warm-up: a 2-step path
+    assert all(steps is None for _, steps in calls[1:])  # timed calls: the spec's T = 30
+    assert np.all(np.isfinite(df["estimate"]))

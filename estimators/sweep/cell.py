@@ -88,8 +88,13 @@ def compute_cell(cell, given, truth):
     compile_seconds = 0.0
     if shape not in warmed:
         start = time.perf_counter()
-        # One chunk (at least the method's minimum M): compiles the function this cell uses.
-        estimate_cell(cell, given, max(cell.chunk_size, cell.spec.method.min_samples), 0)
+        # One chunk (at least the method's minimum M): compiles the function this cell uses;
+        # the registry's warm_up overrides options the compiled function does not depend on.
+        overrides = dict(cell.spec.method.warm_up)
+        num_samples = overrides.pop(
+            "num_samples", max(cell.chunk_size, cell.spec.method.min_samples)
+        )
+        estimate_cell(cell, given, num_samples, 0, **overrides)
         compile_seconds = time.perf_counter() - start
         warmed[shape] = True
 
@@ -127,10 +132,11 @@ def compute_cell(cell, given, truth):
     return tidy(pd.concat(frames, ignore_index=True)), record
 
 
-def estimate_cell(cell, given, num_samples, seed, jit_compile=None):
+def estimate_cell(cell, given, num_samples, seed, jit_compile=None, **overrides):
     """One call as the cell makes it (its tiled rows, chunk, proposal and compile options):
     (log p^ [rows] as NumPy, {diagnostic: [rows]}), the work finished. ``jit_compile``
-    overrides the cell's mode (the timed compile-mode choice probes both)."""
+    overrides the cell's mode (the timed compile-mode choice probes both); ``overrides``, the
+    spec's options (the warm-up's)."""
     spec = cell.spec
     x, latents = tiled(given, cell.repeats_per_call)
     proposal = prior_proposal(given, cell.seed) if spec.method.fixed_proposal else None
@@ -149,6 +155,7 @@ def estimate_cell(cell, given, num_samples, seed, jit_compile=None):
         return_diagnostics=True,
         posterior_samples=latents,
         **options,
+        **overrides,
     )
     nan = np.full(int(x.shape[0]), np.nan)  # materialised: the work is finished
     diagnostics = {k: np.asarray(diag[k], np.float64) if k in diag else nan for k in DIAGNOSTICS}
