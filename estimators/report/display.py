@@ -162,3 +162,46 @@ def left_out_lines(left_out: pd.DataFrame) -> list[str]:
 
 def skipped_lines(skipped) -> list[str]:
     return [f"{s.model} / {registry.label(s.method)}: {s.reason}" for s in skipped]
+
+
+def equal_seconds_table(equal: pd.DataFrame) -> pd.DataFrame:
+    """The field's table: one row per (model, budget), one column per method, each cell
+    "mean log p̂ ± MC SE (M)" of the method's best cell within the budget ("—": none fits)."""
+    if equal.empty:
+        return equal
+    table = equal.assign(
+        method=equal["method"].map(registry.label),
+        shown=[
+            f"{plus_minus(e, se, signed=False, digits=6)} (M={m})"
+            for e, se, m in zip(
+                equal["estimate"], equal["estimate_se"], equal["num_samples"], strict=True
+            )
+        ],
+        budget=[f"≤ {s:.3g} s" for s in equal["budget_seconds"]],
+    )
+    wide = table.pivot_table(
+        index=["model", "budget"], columns="method", values="shown", aggfunc="first", sort=False
+    )
+    order = list(dict.fromkeys(table["method"]))
+    return wide.reindex(columns=order).fillna("—").reset_index().rename_axis(columns=None)
+
+
+def gap_table(gaps: pd.DataFrame) -> pd.DataFrame:
+    """Per model: the IWAE and ELBO gaps to AIS (paired by point), with what was compared."""
+    return pd.DataFrame(
+        {
+            "model": gaps["model"],
+            "bound": gaps["bound"],
+            "bound at": [
+                f"{registry.label(m)}, M = {n}"
+                for m, n in zip(gaps["method"], gaps["num_samples"], strict=True)
+            ],
+            "AIS at": [
+                f"{registry.label(m)}, K = {n}"
+                for m, n in zip(gaps["ais"], gaps["ais_num_samples"], strict=True)
+            ],
+            "bound − AIS (nats)": [
+                plus_minus(g, se) for g, se in zip(gaps["gap"], gaps["gap_se"], strict=True)
+            ],
+        }
+    )

@@ -1,7 +1,7 @@
 """The report of one run as a ``Document``: its sections, built once from a ``Summary`` and the
 figures drawn for it, in the order a reader wants them:
 
-    (intro), Verdicts, Models, the sandwich, Skipped, Slopes, Figures, Diagnostics against the
+    (intro), Verdicts, Models, the field's table, the sandwich, Skipped, Slopes, Figures, Diagnostics against the
     error, Coverage of the error bars, Summary table, Run and environment
 
 A section whose data the run lacks (no sandwich pair, no k-hat, no standard errors, nothing
@@ -84,6 +84,7 @@ def build_document(summary: Summary, figures: dict[str, doc.Figure]) -> doc.Docu
         doc.Section(None, [doc.Paragraph(INTRO)]),
         doc.Section("Verdicts", [doc.Items(summary.verdicts)]),
         doc.Section("Models", [doc.Paragraph(MODELS_INTRO), doc.Table(model_facts(summary.cells))]),
+        *_field_table(summary),
         *_sandwich(summary, figures),
         *_published(summary),
         *_skipped(summary),
@@ -95,6 +96,35 @@ def build_document(summary: Summary, figures: dict[str, doc.Figure]) -> doc.Docu
         *_run(summary),
     ]
     return doc.Document(f"Estimator comparison: {preset or 'sweep'}", sections)
+
+
+FIELD_NOTE = (
+    "log p(x) as the field reports it: each estimator's mean log p̂ over the data points (the "
+    "same points for every method) ± its Monte Carlo SE (repeats only: the points' spread is "
+    "common to all), with no reference needed. Every estimator here is a lower bound in "
+    "expectation (the ELBO exactly; importance sampling, AIS and SMC through Jensen), so the "
+    "higher is the nearer and a gap between two bounds the lower one's error at least. Budgets: "
+    "the seconds per point of each AIS cell; each method shows its highest mean estimate among "
+    "its cells that fit the budget (M in brackets: samples, chains or particles)."
+)
+GAP_NOTE = (
+    "IWAE (posterior-IS at its largest M) and the ELBO against the slowest AIS, paired by point: "
+    "mean over points of the difference of the per-point means over repeats ± its Monte Carlo SE. "
+    "Negative: AIS is the tighter lower bound."
+)
+
+
+def _field_table(summary):
+    if summary.equal_seconds.empty:
+        return []
+    blocks = [
+        doc.Paragraph(FIELD_NOTE),
+        doc.Items(summary.budget_verdicts),
+        doc.Table(display.equal_seconds_table(summary.equal_seconds)),
+    ]
+    if len(summary.ais_gaps):
+        blocks += [doc.Paragraph(GAP_NOTE), doc.Table(display.gap_table(summary.ais_gaps))]
+    return [doc.Section("The field's table: log p(x) by estimator at equal seconds", blocks)]
 
 
 def _sandwich(summary, figures):

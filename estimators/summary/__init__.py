@@ -12,6 +12,7 @@ of them fits a slope, ranks methods or builds a verdict of its own. One file per
     verdicts.py     best RMSE at time budgets, and the verdict per model in words
     diagnostics.py  could k-hat or Kish ESS have warned of the real errors?
     coverage.py     do the methods' own standard errors cover the truth?
+    field.py        the field's table: mean log p^ by estimator at equal seconds, IWAE - AIS gap
     timing.py       the run record (``RunRecord.from_json(df.attrs)``): compile seconds and modes,
                     how the seconds were measured
 
@@ -56,6 +57,7 @@ from estimators.summary.diagnostics import (
     flag_estimates,
     khat_threshold,
 )
+from estimators.summary.field import ais_gaps, budget_verdicts, equal_seconds, mean_estimates
 from estimators.summary.slopes import ROUNDOFF_BIAS, ROUNDOFF_VARIANCE, fit_slopes
 from estimators.summary.timing import (
     compile_modes,
@@ -146,6 +148,11 @@ class Summary:
     sandwich, sandwich_verdicts: the bidirectional sandwich (``estimators.sandwich``).
     coverage, coverage_left_out: error-bar coverage per cell and what was left out, and why
         (``coverage.coverage_table``); coverage_verdict: one sentence on the k-hat split.
+    estimates: one row per cell: mean log p^ over points, its Monte Carlo SE, seconds per point
+        (``field.mean_estimates``); equal_seconds: each method's highest mean log p^ within
+        the seconds of each AIS cell; ais_gaps: IWAE - AIS and ELBO - AIS per model, paired by
+        point; budget_verdicts: {model: the highest estimate per budget, in words} (the field's
+        table, ``estimators.summary.field``).
     compile_modes: how each (model, method) got XLA or graph mode (empty when the run fixed one).
     timing_note: a sentence when the seconds are not a sequential run's on one machine.
     record: the run record; None for a table without metadata.
@@ -163,6 +170,10 @@ class Summary:
     coverage: pd.DataFrame
     coverage_left_out: pd.DataFrame
     coverage_verdict: str | None
+    estimates: pd.DataFrame
+    equal_seconds: pd.DataFrame
+    budget_verdicts: dict
+    ais_gaps: pd.DataFrame
     compile_modes: pd.DataFrame
     timing_note: str | None
     record: RunRecord | None
@@ -195,6 +206,8 @@ def summarize(df: pd.DataFrame, *, bootstrap: int = BOOTSTRAP_SAMPLES, seed: int
     counts = diagnostic_counts(flagged)
     sandwich = sandwich_table(df)
     coverage, left_out = coverage_table(df)
+    estimates = mean_estimates(df)
+    equal = equal_seconds(estimates)
     return Summary(
         cells=cells,
         slopes=slopes,
@@ -208,6 +221,10 @@ def summarize(df: pd.DataFrame, *, bootstrap: int = BOOTSTRAP_SAMPLES, seed: int
         coverage=coverage,
         coverage_left_out=left_out,
         coverage_verdict=khat_split_verdict(coverage),
+        estimates=estimates,
+        equal_seconds=equal,
+        budget_verdicts=budget_verdicts(equal),
+        ais_gaps=ais_gaps(df, estimates),
         compile_modes=compile_modes(record),
         timing_note=timing_note(record),
         record=record,
