@@ -34,6 +34,7 @@ NO_BOUND = "no bound"
 NEEDS_POSTERIOR = "posterior"  # a q(z|x): the exact posterior, an amortized one, or proposal=
 NEEDS_EXACT_SAMPLES = "exact_posterior"  # z ~ p(z|x) exactly: model.posterior or posterior_samples=
 NEEDS_CONTINUOUS = "continuous_latent"  # gradients in z (HMC): not a GMM's component index
+NEEDS_GAUSSIAN_PRIOR = "gaussian_prior"  # p(z) = N(m, L L^T): a unit-cube transform exists
 NEEDS_PACKAGE = "package:"  # "package:NAME": an optional package (a peer library) is installed
 EXTRA_OF_PACKAGE = {"dynesty": "peers"}  # the pyproject extra that installs a package
 
@@ -285,6 +286,11 @@ def check_applicable(spec, model, *, proposal=None, posterior_samples=None):
         raise ValueError(
             f"{method.name} needs a continuous latent (it moves z by HMC); "
             f"{kind}'s latent is a discrete component index"
+        )
+    if NEEDS_GAUSSIAN_PRIOR in method.needs and not getattr(model, "has_gaussian_prior", True):
+        raise ValueError(
+            f"{method.name} maps the unit cube onto p(z), which it can do for a Gaussian prior "
+            f"only; {kind}'s prior is not Gaussian"
         )
     has_posterior = (
         getattr(model, "has_exact_posterior", False)
@@ -636,7 +642,7 @@ REGISTRY = {
             "through one compiled TensorFlow call per queue",
             "estimators.algorithms.dynesty",
             NO_BOUND,
-            needs=(NEEDS_CONTINUOUS, NEEDS_PACKAGE + "dynesty"),
+            needs=(NEEDS_CONTINUOUS, NEEDS_GAUSSIAN_PRIOR, NEEDS_PACKAGE + "dynesty"),
             samples="live points",
             cost="random: the run's likelihood calls (dynesty's ncall), at least K",
             min_samples=2,

@@ -80,6 +80,19 @@ def test_dynesty_without_the_package_is_skipped_with_the_reason(monkeypatch):
     assert methods.missing_packages("tfp_ais") == []
 
 
+def test_dynesty_on_a_non_gaussian_prior_is_refused_before_it_runs(monkeypatch):
+    """A unit-cube transform is written for N(m, L L^T) only: the plan skips other priors with
+    the reason instead of failing inside the sweep."""
+    import types
+
+    monkeypatch.setattr(methods, "missing_packages", lambda spec: [])
+    student = types.SimpleNamespace(latent_dim=2, has_gaussian_prior=False)
+    with pytest.raises(ValueError, match="Gaussian prior only"):
+        methods.check_applicable("dynesty", student)
+    assert MODEL.has_gaussian_prior
+    methods.check_applicable("dynesty", MODEL)
+
+
 def test_dynesty_estimates_with_its_logzerr_as_se(monkeypatch, record_property):
     dynesty = pytest.importorskip("dynesty", reason='optional peer: pip install -e ".[peers]"')
     runs, real = [], dynesty.NestedSampler

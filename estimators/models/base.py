@@ -73,6 +73,14 @@ class LatentVariableModel(tf.Module):
     def has_exact_posterior(self):
         return type(self).posterior is not LatentVariableModel.posterior
 
+    @property
+    def has_gaussian_prior(self):
+        """Whether p(z) is a multivariate normal N(m, L L^T) (what a unit-cube transform, as
+        nested samplers want, can be written for)."""
+        from tensorflow_probability import distributions as tfd
+
+        return isinstance(self.prior, tfd.MultivariateNormalLinearOperator)
+
     def log_prob(self, x):
         """log p(x) [N] of checked data x [N, D], TFP-style (``log_marginal`` after ``check_data``);
         NotImplementedError where the model has no closed form."""
