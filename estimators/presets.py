@@ -147,6 +147,22 @@ def digits(quick=False):
     return Preset(**digits_preset(quick))
 
 
+@register("digits28")
+def digits28(quick=False):
+    """The field's table at MNIST size (28x28 digits, D = 784, d = 32): IWAE to M = 5000, AIS at T = 100 and 1000, SMC, ELBO; BDMC sandwich on simulated points (~15 min)."""
+    from estimators.zoo import digits28_preset
+
+    return Preset(**digits28_preset("quick" if quick else "default"))
+
+
+@register("digits28-full")
+def digits28_full(quick=False):
+    """digits28 at the field's scale: all four 784-d models, 100 test + 25 simulated points, 10 repeats, T up to 10,000 (hours on 2 cores: for a cluster or a GPU)."""
+    from estimators.zoo import digits28_preset
+
+    return Preset(**digits28_preset("quick" if quick else "full"))
+
+
 @register("sandwich")
 def sandwich(quick=False):
     """Digits VAEs on data simulated with their latents: ais below, bdmc above, the reference between, against T."""

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 from numpy.typing import ArrayLike
 
+from estimators import data as datasets
 from estimators import methods as registry
 from estimators import sampling
 from estimators.models import AmortizedPosterior, InfiniteMixture
@@ -264,6 +265,7 @@ def train(
     validation_fraction=0.1,
     patience=30,
     eval_samples=16,
+    dynamic_binarization=False,
     seed=0,
     progress=True,
     dtype=tf.float32,
@@ -281,6 +283,10 @@ def train(
     starts after them. ``refine_encoder_epochs`` > 0 adds a last phase that trains the encoder
     alone (ELBO, decoder frozen), shrinking the amortization part of the gap
     KL(q || p(z | x)) that joint training leaves: a better proposal for posterior-IS.
+    ``dynamic_binarization`` (Bernoulli likelihoods): x holds grey levels g in {0..255}, and every
+    training batch is a fresh draw x ~ Bernoulli(g / 255) (Burda et al. 2016's MNIST protocol: the
+    model sees a new binarization each epoch, which regularises it); the validation split is one
+    fixed draw.
     ``seed`` fixes initialisation, data split, data order and noise: same seed, same weights.
     ``progress=False`` silences the progress bar.
     """
@@ -291,6 +297,17 @@ def train(
     order = rng.permutation(len(x))
     n_valid = max(1, int(round(validation_fraction * len(x))))
     x_valid, x_train = x[order[:n_valid]], x[order[n_valid:]]
+    prepare = None
+    if dynamic_binarization:
+        if "bernoulli" not in likelihood:
+            raise ValueError("dynamic_binarization needs a Bernoulli likelihood")
+        x_valid = datasets.binarize(x_valid, np.random.default_rng([seed, 28]))
+        x_train = x_train / 255.0  # probabilities; each batch is binarized afresh in _fit
+        binarizer = np.random.default_rng([seed, 29])
+
+        def prepare(batch):
+            return (binarizer.uniform(size=batch.shape) < batch).astype(batch.dtype)
+
     batch_size = min(batch_size, len(x_train))
     model = build_model(
         x.shape[1],
@@ -331,6 +348,7 @@ def train(
             history=history,
             progress=progress,
             log_floor=_log_floor(model, scale_floor),
+            prepare=prepare,
         )
         epoch0 += ran
     config.update(
@@ -417,6 +435,7 @@ def _fit(
     history,
     progress,
     log_floor,
+    prepare=None,
 ):
     """One phase of training with early stopping; returns (best epoch, epochs run).
 
@@ -438,6 +457,7 @@ def _fit(
             for b in range(steps_per_epoch):
                 i = epoch * steps_per_epoch + b
                 batch = x_train[perm[b * batch_size : (b + 1) * batch_size]]
+                batch = batch if prepare is None else prepare(batch)
                 total += float(
                     step(batch, tf.random.experimental.stateless_fold_in(base_seed, i), beta)
                 )

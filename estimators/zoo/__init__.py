@@ -259,3 +259,76 @@ def autoregressive_preset(quick=False):
         "a stronger component uses the latent less and moves the ELBO gap "
         "and the estimators' variance",
     )
+
+
+# ----------------------------------------------------------------------------- the digits28 preset
+
+# The MNIST-sized models (D = 784): the preset runs the d = 32 pair; --models picks others.
+DIGITS28_MODELS = (
+    "digits28-bernoulli-d32",
+    "digits28-gaussian-d32",
+    "digits28-bernoulli-d50",
+    "digits28-gaussian-d50",
+)
+SIMULATED = "-simulated"  # the suffix of a model's entry on data simulated with its latents
+DIGITS28_SIZES = {
+    # points (test, simulated), repeats, AIS/BDMC temperatures, IWAE's largest M
+    "quick": dict(points=(2, 2), repeats=2, steps=(10, 20), iwae=(1, 16)),
+    "default": dict(points=(6, 3), repeats=3, steps=(100, 1000), iwae=(1, 10, 100, 1000, 5000)),
+    "full": dict(
+        points=(100, 25), repeats=10, steps=(100, 1000, 10000), iwae=(1, 10, 100, 1000, 5000)
+    ),
+}
+
+
+def digits28_preset(size="default", models=None):
+    """The ``digits28`` preset (fields of ``estimators.presets.Preset``): the field's table on
+    the MNIST-sized models (D = 784, d = 32 or 50).
+
+    Per model two entries: ``<name>`` on its first test points and ``<name>-simulated`` on
+    points drawn with their latents (x, z) ~ p(x, z), where reverse AIS (BDMC) can start from the
+    exact posterior draws and sandwich log p(x). Methods: posterior-IS with the encoder (the
+    IWAE bound) at M up to 5000, the ELBO, forward AIS (K = 16, from the encoder) at T = 100 and
+    1000, reverse AIS at the same T on the simulated points, SMC (K = 16 and 64 particles).
+    ``size``: "default" (6 test + 3 simulated points, 3 repeats: under 20 minutes on 2 cores),
+    "quick" (a smoke run) or "full" (100 + 25 points, 10 repeats, T up to 10,000: for a
+    cluster or a GPU). ``models``: zoo names (default: the d = 32 Bernoulli and Gaussian pair;
+    ``full``: all four).
+    """
+    from estimators import methods as registry
+    from estimators.data import load_data
+
+    sizes = DIGITS28_SIZES[size]
+    names = models or (DIGITS28_MODELS if size == "full" else DIGITS28_MODELS[:2])
+    n_test, n_sim = sizes["points"]
+    model_set, data, latents = {}, {}, {}
+    for name in names:
+        model = load_model(name)
+        model_set[name] = model
+        data[name] = load_data(name, "test")[:n_test]
+        x, z = model.sample(n_sim, seed=2024, return_latents=True)
+        model_set[name + SIMULATED] = model
+        data[name + SIMULATED], latents[name + SIMULATED] = x.numpy(), z.numpy()
+    iwae = registry.method_with(baseline_role="posterior")
+    elbo = registry.method_with(returns="ELBO")
+    lower, upper = (registry.method_with(sandwich_side=side) for side in ("lower", "upper"))
+    smc = registry.method_with(samples="particles")
+    chains = 16
+    annealing = {f"{side}:steps={T}": [chains] for T in sizes["steps"] for side in (lower, upper)}
+    num_samples = {
+        iwae: list(sizes["iwae"]),
+        elbo: [1, 100] if size != "quick" else [1],
+        **annealing,
+        f"{smc}:target_ess=0.9": [16, 64] if size != "quick" else [16],
+    }
+    return dict(
+        models=model_set,
+        data=data,
+        latents=latents,
+        methods=list(num_samples),
+        num_samples=num_samples,
+        repeats=sizes["repeats"],
+        min_chunk=chains,
+        description="The field's table at MNIST size (28x28 digits, D = 784, d = 32): "
+        "IWAE, AIS, SMC and the ELBO at equal seconds; the BDMC sandwich on simulated points",
+    )
