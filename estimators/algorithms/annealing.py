@@ -58,7 +58,9 @@ def run(spec, model, x, num_chains, seed, context, reverse=False):
     posterior = (
         checked_posterior(model, x, spec.name, context.proposal) if start == "posterior" else None
     )
-    given = context.posterior_samples is not None
+    # Given draws matter to the reverse path only: forward AIS on data that come with latents
+    # must run the function compiled for data without them (one compilation per model).
+    given = reverse and context.posterior_samples is not None
     capacity = (
         resolve_tail_capacity(num_chains, max(context.chunk_size, 2), context.tail_capacity)
         if context.diagnostics
