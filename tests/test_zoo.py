@@ -58,9 +58,10 @@ def test_model_names_resolve_to_their_data():
 
 
 def test_shipped_files_are_small_pickle_free_and_complete(models):
-    total = sum(p.stat().st_size for p in zoo.ZOO_DIR.glob("*.np[z]"))
-    total += sum(p.stat().st_size for p in zoo.ZOO_DIR.glob("*.json"))
-    assert total < 1_000_000  # six models, ~680 kB in all: the package stays small
+    small = [p for p in zoo.ZOO_DIR.glob("*.*") if p.suffix in (".npz", ".json")]
+    small = [p for p in small if not p.name.startswith("digits28-")]  # tests/test_digits28.py
+    total = sum(p.stat().st_size for p in small)
+    assert total < 1_000_000  # six small models, ~680 kB in all: the package stays small
     assert set(SHIPPED) <= set(zoo.available_models())
     for name, model in models.items():
         info = zoo.manifest(name)
