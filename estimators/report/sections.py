@@ -104,7 +104,7 @@ FIELD_NOTE = (
     "common to all), with no reference needed. Every estimator here is a lower bound in "
     "expectation (the ELBO exactly; importance sampling, AIS and SMC through Jensen), so the "
     "higher is the nearer and a gap between two bounds the lower one's error at least. Budgets: "
-    "the seconds per point of each AIS cell; each method shows its highest mean estimate among "
+    "the seconds per point of each AIS cell and of the slowest cell; each method shows its highest mean estimate among "
     "its cells that fit the budget (M in brackets: samples, chains or particles)."
 )
 GAP_NOTE = (

@@ -13,8 +13,9 @@ Per cell (model, method, M), over N points and R repeats:
                   are the same for every method, so their spread is not part of a comparison)
     seconds     = mean_r seconds_r / N                    (per point)
 
-``equal_seconds`` lines the lower bounds up at time budgets (the seconds per point of each cell of
-the reference method, AIS): each method's highest estimate among its cells within the budget.
+``equal_seconds`` lines the lower bounds up at time budgets (the seconds per point of each cell
+of the reference method, AIS, and of the slowest cell): each method's highest estimate among its
+cells within the budget.
 ``ais_gaps`` gives, per point and then averaged, the largest-budget IWAE (posterior-IS) minus
 the largest-budget AIS: negative when AIS is the tighter bound, as the field reports.
 Pure pandas (no TensorFlow); method roles are asked of the registry.
@@ -72,13 +73,16 @@ def lower_bounds(estimates: pd.DataFrame) -> pd.DataFrame:
 
 def equal_seconds(estimates: pd.DataFrame) -> pd.DataFrame:
     """Per model and budget (the seconds per point of each cell of the lower side of the
-    sandwich, AIS): each lower bound's highest estimate within the budget, its M, seconds and
-    SE. Empty for a model without AIS cells."""
+    sandwich, AIS, and of the slowest cell): each lower bound's highest estimate within the
+    budget, its M, seconds and SE. Empty for a model without AIS cells."""
     estimates = lower_bounds(estimates)
     ais = set(_role_methods(estimates, sandwich_side="lower"))
     rows = []
     for model, cells in estimates.groupby("model", sort=False):
-        budgets = sorted(cells.loc[cells["method"].isin(ais), "seconds"])
+        budgets = list(cells.loc[cells["method"].isin(ais), "seconds"])
+        if not budgets:
+            continue
+        budgets = sorted({*budgets, cells["seconds"].max()})  # and every cell's budget
         for budget in budgets:
             within = cells[cells["seconds"] <= budget * (1 + 1e-9)]
             for _, mine in within.groupby("method", sort=False):
@@ -140,7 +144,8 @@ def _paired_gap(points, other, anchor):
 
 def budget_verdicts(equal: pd.DataFrame) -> dict[str, str]:
     """{model: which estimator to run for each time budget}: the method with the highest mean
-    log p̂ within each budget of ``equal_seconds``, and by how much it beats the runner-up."""
+    log p̂ within each budget of ``equal_seconds``, and by how much it beats the runner-up
+    ("level with" it when the lead is within 2 combined Monte Carlo SEs)."""
     texts = {}
     for model, rows in equal.groupby("model", sort=False):
         parts = []
@@ -153,9 +158,13 @@ def budget_verdicts(equal: pd.DataFrame) -> dict[str, str]:
             )
             if len(ranked) > 1:
                 second = ranked.iloc[1]
+                lead = best["estimate"] - second["estimate"]
+                se = float(np.hypot(best["estimate_se"], second["estimate_se"]))
+                other = registry.label(second["method"])
                 text += (
-                    f", {best['estimate'] - second['estimate']:.2f} nats above "
-                    f"{registry.label(second['method'])}"
+                    f", {lead:.2f} ± {se:.2f} nats above {other}"
+                    if lead > 2 * se
+                    else f", level with {other} ({lead:+.2f} ± {se:.2f} nats)"
                 )
             parts.append(text)
         texts[model] = "; ".join(parts) + "."
