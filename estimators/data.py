@@ -53,6 +53,18 @@ DATASETS = (
     "ring",
 )
 DIGITS28_BOX, DIGITS28_SIZE = 20, 28  # MNIST's layout: a 20x20 digit centred in 28x28
+# What each data set is, in a sentence a manifest can carry (``describe``).
+DESCRIPTIONS = {
+    "digits-gaussian": "scikit-learn's 8x8 digits, dequantized: (v + u) / 17, u ~ U(0, 1) fixed",
+    "digits-bernoulli": "scikit-learn's 8x8 digits, binarized at intensity 0.5",
+    "digits28-gaussian": "NOT MNIST: scikit-learn's 1797 8x8 digits upsampled bilinearly to "
+    "20x20, centred in 28x28 as MNIST is, grey levels g in 0..255, dequantized: (g + u) / 256",
+    "digits28-bernoulli": "NOT MNIST: scikit-learn's 1797 8x8 digits upsampled bilinearly to "
+    "20x20, centred in 28x28 as MNIST is; x ~ Bernoulli(g / 255) (trained on a fresh draw per "
+    "batch, evaluated on one fixed draw)",
+    "pinwheel": "5-arm pinwheel (Johnson et al. 2016), generated from fixed seeds",
+    "ring": "8 Gaussians (sd 0.1) on a circle of radius 2, generated from fixed seeds",
+}
 
 
 def load_data(name: str, split: str = "train") -> np.ndarray:
@@ -66,6 +78,11 @@ def load_data(name: str, split: str = "train") -> np.ndarray:
         return _digits(dataset.split("-")[1], split)
     generate = {"pinwheel": pinwheel, "ring": ring}[dataset]
     return generate(TOY_SIZES[split], seed=TOY_SEEDS[split])
+
+
+def describe(name: str) -> str:
+    """What the data set of ``name`` (a dataset or model name) is, in one sentence."""
+    return DESCRIPTIONS[dataset_name(name)]
 
 
 def dataset_name(name):

@@ -71,6 +71,9 @@ def test_shipped_784d_models_are_small_complete_and_beat_the_independent_fit(nam
     assert results["test_log_p"] > results["baseline_test_log_p"] + 10.0
     if "bernoulli" in name:
         assert info["training"]["dynamic_binarization"] is True
+    # the manifest says plainly what the data are
+    assert info["data_description"] == datasets.describe(name)
+    assert info["data_description"].startswith("NOT MNIST")
 
 
 @pytest.mark.parametrize("name", DIGITS28[:2])

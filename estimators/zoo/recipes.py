@@ -183,6 +183,7 @@ def train_named(
     info = dict(
         name=name,
         data=data_name,
+        data_description=datasets.describe(data_name),
         architecture=architecture(result.model, recipe.get("scale", "learned")),
         training=dict(
             result.config,
