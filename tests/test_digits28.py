@@ -99,3 +99,27 @@ def test_digits28_preset_pairs_test_and_simulated_points():
     full = zoo.digits28_preset("full")
     assert len(full["models"]) == 8
     assert max(full["num_samples"]["posterior_is"]) == 5000
+
+
+def test_reference_warns_where_importance_sampling_degenerates():
+    """Points simulated from the 784-d Gaussian decoder lie where its encoder never looked: the
+    reference's weights collapse onto a handful of samples and its delta-method SE (~1 nat)
+    understates an error of thousands (the digits28 preset's sandwich showed it). The reference
+    says so; on the model's own test points it does not."""
+    from estimators.reference import reference_log_marginal
+
+    model = zoo.load_model("digits28-gaussian-d32")
+    x = model.sample(1, seed=2024).numpy()
+    with pytest.warns(UserWarning, match="degenerated at 1 of 1 points"):
+        reference_log_marginal(model, x, num_samples=2000, cache=False)
+    bern = zoo.load_model("digits28-bernoulli-d32")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reference_log_marginal(
+            bern,
+            datasets.load_data("digits28-bernoulli", "test")[:2],
+            num_samples=2000,
+            cache=False,
+        )
