@@ -135,18 +135,16 @@ def test_weight_decay_shrinks_the_decoder_weights_only(digits_bernoulli):
     matrices: with a large lambda they end smaller than without, same seed; the encoder's and
     every bias are not decayed (the encoder's norm moves by training alone)."""
     x = digits_bernoulli[:256]
-    runs = {
-        wd: train(
-            x, latent_dim=2, likelihood="bernoulli", epochs=3, seed=1, weight_decay=wd, **SMALL
-        )
-        for wd in (0.0, 500.0)
-    }
+    # Adam moves each weight by about the learning rate per step whatever the gradient's size:
+    # with the penalty dominating, 15 steps of 0.01 take ~0.15 off every |w| (typically 0.1-0.3).
+    settings = dict(latent_dim=2, likelihood="bernoulli", epochs=5, learning_rate=1e-2, seed=1)
+    runs = {wd: train(x, weight_decay=wd, **settings, **SMALL) for wd in (0.0, 500.0)}
 
     def norm(model, part):
         return sum(float(tf.reduce_sum(w**2)) for w in getattr(model, part).weights)
 
     plain, decayed = runs[0.0].model, runs[500.0].model
-    assert norm(decayed, "decoder") < 0.8 * norm(plain, "decoder")
+    assert norm(decayed, "decoder") < 0.5 * norm(plain, "decoder")
     encoder = plain.amortized_posterior.encoder, decayed.amortized_posterior.encoder
     ratio = sum(float(tf.reduce_sum(w**2)) for w in encoder[1].weights) / sum(
         float(tf.reduce_sum(w**2)) for w in encoder[0].weights
