@@ -263,7 +263,7 @@ def autoregressive_preset(quick=False):
 
 # ----------------------------------------------------------------------------- the digits28 preset
 
-# The MNIST-sized models (D = 784): the preset runs the d = 32 pair; --models picks others.
+# The MNIST-sized models (D = 784): digits28 runs the d = 32 pair, digits28-full all four.
 DIGITS28_MODELS = (
     "digits28-bernoulli-d32",
     "digits28-gaussian-d32",
