@@ -433,3 +433,6 @@ def test_sandwich_pairs_the_registrys_two_sides_and_the_report_shows_them_with_s
         r"\| m \| default path \| 20 \| 8 \| -0\.\d+ ± 0\.\d+ \| \+0\.\d+ ± ", markdown
     )
     assert "| 0 | 5/5 |" in markdown
+    # the field's table lines up the lower bounds at each AIS cell's seconds; upper bounds stay out
+    field = markdown.split("## The field's table")[1].split("\n## ")[0]
+    assert f"{lower}:steps=20" in field and upper not in field
