@@ -127,26 +127,31 @@ def reference_log_marginal(
     if path is not None and path.exists():
         try:
             with np.load(path, allow_pickle=False) as saved:
+                if "ess" in saved:  # caches written before the ESS was kept have none
+                    _warn_if_degenerate(saved["ess"])
                 return saved["log_p"], saved["se"]
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:  # a cache: recompute
             warnings.warn(f"ignoring unreadable reference cache {path}: {err}", stacklevel=2)
     if exact:  # the quadrature's own error estimate, |log p(h) - log p(2h)|, stands as its SE
         log_p, se = (np.asarray(t, np.float64) for t in quadrature.log_marginal_and_error(model, x))
     else:
-        log_p, se = _importance_reference(
+        log_p, se, ess = _importance_reference(
             model, x, num_samples, seed, chunk_size, batch_size, repeats
         )
+        _warn_if_degenerate(ess)
     if path is not None:
+        extra = {} if exact else {"ess": ess}
         try:
-            _atomic_save(path, log_p=log_p, se=se, settings=json.dumps(settings))
+            _atomic_save(path, log_p=log_p, se=se, settings=json.dumps(settings), **extra)
         except OSError as err:  # a read-only home must not stop a sweep
             warnings.warn(f"could not cache the reference in {path.parent}: {err}", stacklevel=2)
     return log_p, se
 
 
 def _importance_reference(model, x, num_samples, seed, chunk_size, batch_size, repeats):
-    """IS log p^ [N] and its SE [N], ``batch_size`` points at a time (see ``adapted_proposal``)."""
-    log_p, se = [], []
+    """IS log p^ [N], its SE [N] and the pooled ESS [N], ``batch_size`` points at a time (see
+    ``adapted_proposal``)."""
+    log_p, se, pooled_ess = [], [], []
     for start in range(0, int(x.shape[0]), batch_size):
         xb = x[start : start + batch_size]
         if model.has_exact_posterior:  # the exact posterior: zero-variance IS
@@ -158,10 +163,11 @@ def _importance_reference(model, x, num_samples, seed, chunk_size, batch_size, r
             lp, e = _is_run(model, xb, loc, tril, num_samples, [seed, r], chunk_size)
             runs.append(lp)
             ess.append(e)
-        lp, s = _pool(np.stack(runs), np.stack(ess), num_samples)
+        lp, s, e = _pool(np.stack(runs), np.stack(ess), num_samples)
         log_p.append(lp)
         se.append(s)
-    return np.concatenate(log_p), np.concatenate(se)
+        pooled_ess.append(e)
+    return np.concatenate(log_p), np.concatenate(se), np.concatenate(pooled_ess)
 
 
 def _pilot_samples(num_samples):
@@ -258,7 +264,8 @@ def _is_run(model, x, loc, tril, num_samples, seed, chunk_size):
 
 
 def _pool(runs, ess, num_samples):
-    """R runs [R, n] pooled in probability space; SE = max(delta method, run-to-run spread)."""
+    """R runs [R, n] pooled in probability space: (log p^ [n], SE [n], pooled ESS [n]) with
+    SE = max(delta method, run-to-run spread)."""
     repeats = runs.shape[0]
     pooled = np.logaddexp.reduce(runs, axis=0) - np.log(repeats)
     # Pooled ESS of R runs with equal M: (sum_r S_r)^2 / sum_r Q_r, S_r = M p^_r, Q_r = S_r^2/ESS_r.
@@ -268,20 +275,23 @@ def _pool(runs, ess, num_samples):
         np.maximum(1.0 / np.maximum(pooled_ess, 1.0) - 1.0 / (repeats * num_samples), 0.0)
     )
     spread = runs.std(0, ddof=1) / np.sqrt(repeats) if repeats > 1 else 0.0
-    degenerate = pooled_ess < RELIABLE_ESS
+    return pooled, np.maximum(delta, spread), pooled_ess
+
+
+def _warn_if_degenerate(ess):
+    """Warn where a handful of weights carry the estimate: its delta-method SE (~ 1 / sqrt(ESS))
+    then says ~1 nat while the estimate can be off by thousands (measured: a 784-d Gaussian
+    decoder's simulated points, 8,000 nats below the BDMC sandwich)."""
+    degenerate = np.asarray(ess) < RELIABLE_ESS
     if degenerate.any():
-        # A handful of weights carry the estimate: its delta-method SE (~ 1 / sqrt(ESS)) then
-        # says ~1 nat while the estimate can be off by thousands (measured: a 784-d Gaussian
-        # decoder's simulated points, 8,000 nats below the BDMC sandwich).
         warnings.warn(
             f"reference: importance sampling degenerated at {int(degenerate.sum())} of "
             f"{degenerate.size} points (pooled ESS < {RELIABLE_ESS}, smallest "
-            f"{pooled_ess.min():.1f}): their log p(x) and SE are not to be trusted; the "
+            f"{np.min(ess):.1f}): their log p(x) and SE are not to be trusted; the "
             "proposal missed the posterior. Check them with the sandwich (ais below, bdmc above "
             "on simulated points) or a long AIS run.",
-            stacklevel=4,
+            stacklevel=3,
         )
-    return pooled, np.maximum(delta, spread)
 
 
 def _is_pass(model):
