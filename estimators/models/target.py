@@ -32,6 +32,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from estimators.models.base import LatentVariableModel
+from estimators.models.callable_model import CallableLikelihood
 
 tfd = tfp.distributions
 
@@ -71,7 +72,11 @@ class Target(LatentVariableModel):
         return self.prior.log_prob(z) + self.log_likelihood(z)
 
     def likelihood(self, z):
-        return TargetLikelihood(self.log_likelihood, z, self.dtype)
+        """A distribution over the dummy x [..., 1], batched over z [..., d], whose log_prob is
+        l(z) (x's value is ignored); it cannot be sampled: a target's x is fixed."""
+        return CallableLikelihood(
+            lambda x, z: self.log_likelihood(z), None, z, self.data_dim, self.dtype
+        )
 
     def log_marginal(self, x):
         found = self.log_z
@@ -163,41 +168,3 @@ class FittedStudentT(tf.Module):
             loc,
             tf.linalg.LinearOperatorLowerTriangular(self.scale_tril),
         )
-
-
-class TargetLikelihood(tfd.Distribution):
-    """The likelihood of a target: a distribution over the dummy x [..., 1] with batch shape z's
-    [...], whose ``log_prob(x)`` is l(z) broadcast against x's batch shape (x's value is
-    ignored). It cannot be sampled: a target's x is fixed."""
-
-    def __init__(self, log_likelihood, z, dtype, name="TargetLikelihood"):
-        parameters = dict(locals())
-        self._log_likelihood = log_likelihood
-        self._z = tf.convert_to_tensor(z, dtype)
-        super().__init__(
-            dtype=dtype,
-            reparameterization_type=tfd.NOT_REPARAMETERIZED,
-            validate_args=False,
-            allow_nan_stats=True,
-            parameters=parameters,
-            name=name,
-        )
-
-    def _batch_shape(self):
-        return self._z.shape[:-1]
-
-    def _batch_shape_tensor(self):
-        return tf.shape(self._z)[:-1]
-
-    def _event_shape(self):
-        return tf.TensorShape([1])
-
-    def _event_shape_tensor(self):
-        return tf.constant([1], tf.int32)
-
-    def _log_prob(self, x):
-        x = tf.convert_to_tensor(x, self.dtype)
-        return self._log_likelihood(self._z) + tf.zeros_like(x[..., 0])
-
-    def _sample_n(self, n, seed=None):
-        raise NotImplementedError("a target's data point is fixed: its likelihood has no sampler")
