@@ -9,11 +9,7 @@ forward passes): lower is better, and about 3-4 means AIS runs near the same fra
 machine's peak as naive MC.
 """
 
-import time
-
-from estimators import methods as registry
-
-from .common import AIS, NAIVE_MC
+from .common import AIS, NAIVE_MC, best_seconds, evaluation_rate
 
 MODELS = ("digits-gaussian-d8", "digits-bernoulli-d8")
 SPECS = (f"{AIS}:steps=50", f"{AIS}:steps=500")
@@ -55,23 +51,6 @@ class TimeAIS:
         estimate(self.model, self.x, method, CHAINS, seed=0).numpy()
 
 
-def _rate(model, x, method, num_samples):
-    """Evaluations of log p(x|z) per second, over all points (best of 3 warm calls)."""
-    from estimators import estimate
-
-    estimate(model, x, method, num_samples, seed=0).numpy()
-    best = min(
-        _timed(lambda: estimate(model, x, method, num_samples, seed=1).numpy()) for _ in range(3)
-    )
-    return registry.parse(method).evaluations(num_samples) * x.shape[0] / best
-
-
-def _timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 class TrackEvaluationRate:
     """naive MC's evaluation rate / AIS's (with gradients), on the same decoder, in one process."""
 
@@ -82,7 +61,9 @@ class TrackEvaluationRate:
 
     def track_evaluation_rate_ratio(self, model):
         model, x = _model_and_data(model)
-        return _rate(model, x, NAIVE_MC, NAIVE_SAMPLES) / _rate(model, x, SPECS[1], CHAINS)
+        return evaluation_rate(model, x, NAIVE_MC, NAIVE_SAMPLES) / evaluation_rate(
+            model, x, SPECS[1], CHAINS
+        )
 
 
 TFP_STEPS, TFP_LEAPFROG = 200, 10
@@ -113,8 +94,7 @@ def _tfp_rate(model, x):
         )
         return tf.reduce_logsumexp(log_w, axis=0)
 
-    run(tf.constant([0, 0], tf.int32)).numpy()
-    best = min(_timed(lambda: run(tf.constant([1, 0], tf.int32)).numpy()) for _ in range(3))
+    best = best_seconds(lambda: run(tf.constant([1, 0], tf.int32)).numpy())
     return CHAINS * TFP_STEPS * (TFP_LEAPFROG + 1) * x.shape[0] / best
 
 
@@ -132,4 +112,4 @@ class TrackRateAgainstTFP:
     def track_tfp_rate_over_suite(self, model):
         model, x = _model_and_data(model)
         spec = f"{AIS}:start=prior,steps={TFP_STEPS}"
-        return _tfp_rate(model, x) / _rate(model, x, spec, CHAINS)
+        return _tfp_rate(model, x) / evaluation_rate(model, x, spec, CHAINS)

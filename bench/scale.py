@@ -20,11 +20,7 @@ asv reads every number as lower-is-better; these are written that way round.
   should be flat in both.
 """
 
-import time
-
-from estimators import methods as registry
-
-from .common import AIS, NAIVE_MC
+from .common import AIS, NAIVE_MC, best_seconds, evaluation_rate
 
 MODEL = "digits28-bernoulli-d32"
 NUM_POINTS = 8
@@ -43,26 +39,6 @@ def _model_and_data():
     return _cache[MODEL]
 
 
-def _best_seconds(fn, calls=3):
-    fn()  # compile
-    best = float("inf")
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def evaluation_rate(model, x, method, num_samples):
-    """Evaluations of log p(x | z) per second over all points (best of 3 warm calls)."""
-    from estimators import estimate
-
-    def call():
-        estimate(model, x, method, num_samples, seed=1).numpy()
-
-    return registry.parse(method).evaluations(num_samples) * x.shape[0] / _best_seconds(call)
-
-
 def gemm_peak_flops():
     """FLOP/s of one XLA-compiled float32 [S N, 500] @ [500, 500] matmul (best of 3)."""
     import tensorflow as tf
@@ -71,7 +47,7 @@ def gemm_peak_flops():
     a = tf.random.stateless_normal([rows, inner], [0, 1])
     b = tf.random.stateless_normal([inner, cols], [0, 2])
     matmul = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)), jit_compile=True)
-    return 2.0 * rows * inner * cols / _best_seconds(lambda: matmul(a, b).numpy())
+    return 2.0 * rows * inner * cols / best_seconds(lambda: matmul(a, b).numpy())
 
 
 def decoder_flops(model):
